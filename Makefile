@@ -1,0 +1,60 @@
+# Set-up and checks. Every target creates .venv when it is missing, so a fresh clone needs
+# only Python 3.11+ and make.
+#
+# torch is installed first, with a pin you can override (TORCH_SPEC="torch==2.5.1+cu124" ...):
+# a plain `torch` requirement on a machine without torch pulls several GB of CUDA wheels.
+
+PYTHON      ?= python3
+VENV        ?= .venv
+TORCH_SPEC  ?= torch==2.13.0
+PIP_FLAGS   ?= --disable-pip-version-check --quiet
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+
+.PHONY: help install install-dev demo test lint format bench clean
+
+help:
+	@echo "make demo    set up .venv and run the embedded-default demo"
+	@echo "make test    set up .venv with dev extras and run the test suite"
+	@echo "make lint    ruff (lint + format check) and mypy on the packages"
+	@echo "make bench   run the benchmarks in benchmarks/"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Stamps make re-runs cheap: the project is reinstalled only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install $(PIP_FLAGS) "$(TORCH_SPEC)"
+	$(BIN)/pip install $(PIP_FLAGS) -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install $(PIP_FLAGS) "$(TORCH_SPEC)"
+	$(BIN)/pip install $(PIP_FLAGS) -e ".[dev]"
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(BIN)/bao-pareto baselines --n-tasks 200 --seed 0
+
+test: install-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install-dev
+	$(BIN)/python benchmarks/bench_evaluator.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Frontiers: Pareto sets, Pass@U-k envelopes, hypervolume, statistics and selection."""

@@ -1,0 +1,100 @@
+"""Evaluation metrics over trajectories (DESIGN.md section 7).
+
+Rates are over trajectories: with one trajectory per task (the default evaluation) that is
+the share of tasks. Keys returned by :func:`summarize` are the metric names of sweep
+objectives without their ``eval/`` prefix.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Final
+
+from bao.trajectory import Trajectory
+
+DEFAULT_K_MAX: Final = 9
+# Two-sided 95% normal quantile, for Wilson score intervals.
+Z_95: Final = 1.959963984540054
+# Turns whose action could not be carried out as written: no known prefix, or content the
+# environment could not read. Counted by ``invalid_rate``.
+MALFORMED_EVENTS: Final = frozenset(
+    {"invalid_action", "query_empty", "query_wrong_arity", "answer_unparsable", "search_bad_query"}
+)
+
+
+def _check(trajectories: Sequence[Trajectory], k_max: int) -> None:
+    if not trajectories:
+        raise ValueError("no trajectories to evaluate; run at least one episode")
+    if isinstance(k_max, bool) or not isinstance(k_max, int) or k_max < 1:
+        raise ValueError(f"k_max must be a positive integer, got {k_max!r}")
+
+
+def pass_at_u(trajectories: Sequence[Trajectory], k_max: int = DEFAULT_K_MAX) -> list[float]:
+    """Pass@U-k for k = 1..k_max: the share solved within the first k ``answer`` calls.
+
+    Non-decreasing in k by construction; its last value is the share of trajectories whose
+    first correct answer came within ``k_max`` answers.
+    """
+    _check(trajectories, k_max)
+    needed = [trajectory.answers_to_solve for trajectory in trajectories]
+    n = len(trajectories)
+    return [sum(1 for m in needed if m is not None and m <= k) / n for k in range(1, k_max + 1)]
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion (95% by default)."""
+    if n <= 0:
+        raise ValueError(f"need at least one trial for an interval, got n={n}")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be in 0..{n}, got {successes}")
+    p = successes / n
+    denominator = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    # Clamp round-off so that 0 and 1 stay inside their own intervals.
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
+
+
+def summarize(trajectories: Sequence[Trajectory], k_max: int = DEFAULT_K_MAX) -> dict[str, float]:
+    """All evaluation metrics of section 7, without the ``eval/`` prefix.
+
+    Keys: ``pass_at_u_{k}`` with ``pass_at_u_{k}_lo``/``_hi`` (Wilson 95%) for k = 1..k_max;
+    ``score`` (mean sum of raw rewards); ``user_involvement_rate`` (mean share of turns that
+    are answers); ``exploration_ratio`` (mean (#action + #search) / max(1, #answer));
+    ``mean_turns``; ``invalid_rate`` (mean share of malformed turns); ``mean_user_actions``
+    (mean #answers); ``no_answer_rate`` (share of trajectories that never answer: a
+    collapsed policy shows here); ``n_trajectories``.
+    """
+    _check(trajectories, k_max)
+    n = len(trajectories)
+    metrics: dict[str, float] = {}
+    for k, rate in enumerate(pass_at_u(trajectories, k_max), start=1):
+        low, high = wilson_interval(round(rate * n), n)
+        metrics[f"pass_at_u_{k}"] = rate
+        metrics[f"pass_at_u_{k}_lo"] = low
+        metrics[f"pass_at_u_{k}_hi"] = high
+
+    def mean(values: list[float]) -> float:
+        return math.fsum(values) / n
+
+    involvement, exploration, invalid = [], [], []
+    for trajectory in trajectories:
+        turns = trajectory.turns
+        answers = trajectory.n_answers
+        explore = sum(turn.choice in ("action", "search") for turn in turns)
+        malformed = sum(
+            turn.choice == "invalid" or turn.event in MALFORMED_EVENTS for turn in turns
+        )
+        involvement.append(answers / len(turns) if turns else 0.0)
+        exploration.append(explore / max(1, answers))
+        invalid.append(malformed / len(turns) if turns else 0.0)
+    metrics["score"] = mean([math.fsum(t.rewards) for t in trajectories])
+    metrics["user_involvement_rate"] = mean(involvement)
+    metrics["exploration_ratio"] = mean(exploration)
+    metrics["mean_turns"] = mean([float(len(t.turns)) for t in trajectories])
+    metrics["invalid_rate"] = mean(invalid)
+    metrics["mean_user_actions"] = mean([float(t.n_answers) for t in trajectories])
+    metrics["no_answer_rate"] = sum(t.n_answers == 0 for t in trajectories) / n
+    metrics["n_trajectories"] = float(n)
+    return metrics

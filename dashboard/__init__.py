@@ -1,0 +1,1 @@
+"""The Streamlit dashboard: loads a workspace, calls ``analysis``, draws with plotly."""

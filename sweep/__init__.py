@@ -1,0 +1,1 @@
+"""The outer loop: sweep configuration, drivers (Optuna, pymoo), backends, runner and CLI."""
