@@ -69,7 +69,7 @@ def _print_table(results: dict[str, dict[str, float]], n_tasks: int, k_max: int)
 
     ks = sorted({1, min(3, k_max), k_max})
     table = Table(title=f"Scripted policies on {n_tasks} Function-Gym tasks")
-    table.add_column("policy")
+    table.add_column("policy", no_wrap=True)
     for k in ks:
         table.add_column(f"P@U-{k}", justify="right")
     table.add_column(f"P@U-{k_max} 95% CI", justify="right")
@@ -86,4 +86,7 @@ def _print_table(results: dict[str, dict[str, float]], n_tasks: int, k_max: int)
             f"{m['mean_turns']:.1f}",
         ]
         table.add_row(name, *cells)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)  # piped output: do not squeeze to 80 columns
+    console.print(table)

@@ -98,19 +98,8 @@ def _tokenize(text: str) -> list[tuple[str, str, int]]:
         kind = match.lastgroup
         if kind is None:  # trailing white space
             continue
-        value = match.group(kind)
-        position = match.start(kind)
-        if kind == "bad":
-            if value == ".":
-                raise RuleSyntaxError(
-                    f"rule {text!r}: decimal literal at character {position}",
-                    fix="literals must be integers (write 1/2 instead of 0.5)",
-                )
-            raise RuleSyntaxError(
-                f"rule {text!r}: unexpected character {value!r} at {position}",
-                fix="use only a, b, c, d, integers, + - * / ** and parentheses",
-            )
-        tokens.append((kind, value, position))
+        # Bad characters become tokens too, so that errors are reported in reading order.
+        tokens.append((kind, match.group(kind), match.start(kind)))
     return tokens
 
 
@@ -124,7 +113,20 @@ class _Parser:
         self.nesting = 0
 
     def _peek(self) -> tuple[str, str, int] | None:
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+        if self.pos >= len(self.tokens):
+            return None
+        token = self.tokens[self.pos]
+        if token[0] == "bad":
+            if token[1] == ".":
+                raise self._fail(
+                    f"decimal literal at character {token[2]}",
+                    "literals must be integers (write 1/2 instead of 0.5)",
+                )
+            raise self._fail(
+                f"unexpected character {token[1]!r} at {token[2]}",
+                "use only a, b, c, d, integers, + - * / ** and parentheses",
+            )
+        return token
 
     def _fail(self, message: str, fix: str) -> RuleSyntaxError:
         return RuleSyntaxError(f"rule {self.text!r}: {message}", fix=fix)

@@ -328,12 +328,12 @@ def save_function_tasks(tasks: Iterable[FunctionTask], path: str | Path) -> None
 
 # Drawn to match the 460 UserRL training rules (docs/tasks.md has the comparison):
 # how many squarings ("** 2") a rule has, which in turn sets its operator count (3 + squarings),
-OPERATOR_WEIGHTS: Final = {"*": 0.315, "+": 0.285, "-": 0.255, "/": 0.105, "**": 0.04}
+OPERATOR_WEIGHTS: Final = {"*": 0.30, "+": 0.275, "-": 0.245, "/": 0.10, "**": 0.08}
 SQUARING_COUNT_WEIGHTS: Final = {0: 0.66, 1: 0.276, 2: 0.064}
 # the share of squarings applied to a parenthesised sub-expression instead of a variable,
 SUBEXPRESSION_SQUARING_SHARE: Final = 0.16
 # and the share of balanced ((x . x) . (x . x)) trees among the five tree shapes.
-BALANCED_TREE_SHARE: Final = 0.24
+BALANCED_TREE_SHARE: Final = 0.27
 # UserRL's expected results are whole numbers of moderate size; the generator keeps that.
 MAX_ABS_RESULT: Final = 5000.0
 _MAX_TEST_CASE_DRAWS: Final = 60
@@ -420,7 +420,10 @@ def _square_somewhere(tree: Node, rng: random.Random) -> Node:
     )
     if not pool:
         return tree
-    return _replace(tree, rng.choice(pool), lambda node: BinOp("**", node, Const(2)))
+    # UserRL squares deep operands more often than shallow ones (a deepest leaf in 65% of
+    # one-squaring rules), so targets are weighted by 2 ** depth.
+    target = rng.choices(pool, weights=[2.0 ** len(path) for path in pool])[0]
+    return _replace(tree, target, lambda node: BinOp("**", node, Const(2)))
 
 
 def _squarable(

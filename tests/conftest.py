@@ -1,0 +1,36 @@
+"""Shared fixtures: where the UserRL data lives (read from ../shared, never copied)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+# CI and local runs use the same deterministic profile: derandomised so a failure reproduces.
+settings.register_profile(
+    "bao", max_examples=200, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "bao"))
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+USERRL_DIR = Path(os.environ.get("BAO_USERRL_DATA", REPO_ROOT.parent / "shared" / "data" / "userrl"))
+FUNCTION_GYM_DIR = USERRL_DIR / "function_gym"
+
+
+@pytest.fixture(scope="session")
+def userrl_functions_path() -> Path:
+    path = FUNCTION_GYM_DIR / "functions_train.json"
+    if not path.is_file():
+        pytest.skip(f"UserRL data not found at {path} (set BAO_USERRL_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def userrl_parquet_path(userrl_functions_path: Path) -> Path:
+    path = userrl_functions_path.parent / "train.parquet"
+    if not path.is_file():
+        pytest.skip(f"UserRL parquet not found at {path}")
+    return path
