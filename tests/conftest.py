@@ -10,13 +10,18 @@ from hypothesis import HealthCheck, settings
 
 # CI and local runs use the same deterministic profile: derandomised so a failure reproduces.
 settings.register_profile(
-    "bao", max_examples=200, deadline=None, derandomize=True,
+    "bao",
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "bao"))
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-USERRL_DIR = Path(os.environ.get("BAO_USERRL_DATA", REPO_ROOT.parent / "shared" / "data" / "userrl"))
+USERRL_DIR = Path(
+    os.environ.get("BAO_USERRL_DATA", REPO_ROOT.parent / "shared" / "data" / "userrl")
+)
 FUNCTION_GYM_DIR = USERRL_DIR / "function_gym"
 
 

@@ -140,7 +140,9 @@ def _parquet(path: Path, rows: list[dict[str, object]]) -> Path:
 
 def test_parquet_errors(tmp_path: Path) -> None:
     functions = write_json(tmp_path / "functions_a.json", [GOOD])
-    unknown = _parquet(tmp_path / "u.parquet", [{"reward_model": {"id": "zz", "ground_truth": "1"}}])
+    unknown = _parquet(
+        tmp_path / "u.parquet", [{"reward_model": {"id": "zz", "ground_truth": "1"}}]
+    )
     with pytest.raises(TaskDataError, match="row 0: task id 'zz' is not in"):
         load_function_tasks(unknown, functions_path=functions)
     wrong = _parquet(tmp_path / "w.parquet", [{"reward_model": {"id": "t1", "ground_truth": "3"}}])
@@ -150,7 +152,7 @@ def test_parquet_errors(tmp_path: Path) -> None:
     with pytest.raises(TaskDataError, match="row 0: no task id"):
         load_function_tasks(no_id, functions_path=functions)
     write_json(tmp_path / "functions_b.json", [GOOD])
-    with pytest.raises(TaskDataError, match="found 2 functions\\*.json files"):
+    with pytest.raises(TaskDataError, match=r"found 2 functions\*\.json files"):
         load_function_tasks(wrong)
 
 
@@ -174,7 +176,8 @@ def test_generated_tasks_follow_the_grammar() -> None:
         assert all(1 <= v <= 10 for v in task.test_case)
         value = evaluate(task.expression, task.test_case)
         assert value == task.expected_result
-        assert task.expected_result.is_integer() and abs(task.expected_result) <= 5000
+        assert task.expected_result.is_integer()
+        assert abs(task.expected_result) <= 5000
         # The text is the tree: loading it back validates it like any user file.
         assert task_from_record(task.to_dict()) == task
 

@@ -198,7 +198,7 @@ def test_battery_over_all_userrl_training_functions(userrl_functions_path: Path)
             action = "[action] " + " ".join(repr(v) for v in probe)
             _, reward, terminated, truncated, info = step(env, action)
             counts[info["event"]] = counts.get(info["event"], 0) + 1
-            assert reward == 0.0 and not terminated and not truncated
+            assert (reward, terminated, truncated) == (0.0, False, False)
             if list(map(float, task.test_case)) == probe:
                 assert info["event"] == "query_test_case_refused"
             elif errors[index, j]:
@@ -212,6 +212,11 @@ def test_battery_over_all_userrl_training_functions(userrl_functions_path: Path)
         assert step(env, "[search] test")[4]["event"] == "search_test_case"
         assert step(env, f"[answer] {task.expected_result + 1}")[4]["event"] == "answer_wrong"
         _, reward, terminated, _, info = step(env, f"[answer] {task.expected_result!r}")
-        assert (info["event"], reward, terminated, info["turn"]) == ("answer_correct", 1.0, True, 10)
+        assert (info["event"], reward, terminated, info["turn"]) == (
+            "answer_correct",
+            1.0,
+            True,
+            10,
+        )
     assert counts["query_result"] > 2000
     assert counts["query_error"] > 0
