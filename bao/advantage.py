@@ -58,7 +58,10 @@ def turn_credits(rewards: Sequence[float], credit: Credit, gamma: float) -> list
         return reward_to_go(rewards, gamma)
     if credit == "equalized":
         return [1.0] * len(rewards)
-    return [round(0.5 + 0.5 * (1.0 - math.exp(-2.0 * r)) / _EM_SCALE, 4) for r in rewards]
+    # exp(-2 r) overflows below r = -354; clamping keeps the credit finite (and hugely negative).
+    return [
+        round(0.5 + 0.5 * (1.0 - math.exp(min(-2.0 * r, 700.0))) / _EM_SCALE, 4) for r in rewards
+    ]
 
 
 def trajectory_score(rewards: Sequence[float], score: Score, gamma: float) -> float:

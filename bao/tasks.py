@@ -57,8 +57,10 @@ class FunctionTask:
     _expression: Node | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        # Accept lists and ints from callers; store the canonical immutable form.
-        object.__setattr__(self, "test_case", tuple(int(v) for v in self.test_case))
+        # Accept lists and integral floats from callers, reject anything else, and store the
+        # canonical immutable form.
+        test_case = _validate_test_case(self.test_case, f"task {self.id!r}")
+        object.__setattr__(self, "test_case", test_case)
         object.__setattr__(self, "expected_result", float(self.expected_result))
 
     @cached_property
@@ -200,7 +202,10 @@ def task_from_record(record: object, *, where: str = "record") -> FunctionTask:
         raise TaskDataError(
             f"{label}: field 'expected_result' must be a number", value=expected, fix="e.g. 12.0"
         )
-    expected = float(expected)
+    try:
+        expected = float(expected)
+    except OverflowError:  # a JSON integer beyond the float range
+        expected = math.inf
     if not math.isfinite(expected):
         raise TaskDataError(
             f"{label}: field 'expected_result' is not finite",
@@ -214,9 +219,9 @@ def task_from_record(record: object, *, where: str = "record") -> FunctionTask:
             f"{label}: the rule has no value at the test case {list(test_case)} ({error.kind})",
             fix="choose another test case",
         ) from None
-    if not math.isfinite(actual) or abs(actual - expected) > ANSWER_TOLERANCE * max(
-        1.0, abs(expected)
-    ):
+    # The environment grades answers against expected_result with an absolute tolerance, so
+    # the file's value must be that close to the rule's, or the exact answer would be "wrong".
+    if not math.isfinite(actual) or abs(actual - expected) > ANSWER_TOLERANCE:
         raise TaskDataError(
             f"{label}: field 'expected_result' is {expected!r} but the rule gives {actual!r} "
             f"at {list(test_case)}",
@@ -289,7 +294,8 @@ def _load_parquet(source: Path, functions_path: str | Path | None) -> list[Funct
                 fix="pass the functions file this parquet was made from",
             )
         task = functions[task_id]
-        truth = (row.get("reward_model") or {}).get("ground_truth")
+        reward_model = row.get("reward_model")
+        truth = reward_model.get("ground_truth") if isinstance(reward_model, Mapping) else None
         if truth is not None and not _same_number(truth, task.expected_result):
             raise TaskDataError(
                 f"{where}: ground_truth {truth!r} disagrees with {task_id!r}'s expected_result "
@@ -301,8 +307,8 @@ def _load_parquet(source: Path, functions_path: str | Path | None) -> list[Funct
 
 
 def _parquet_task_id(row: Mapping[str, Any]) -> str | None:
-    reward_model = row.get("reward_model") or {}
-    if reward_model.get("id"):
+    reward_model = row.get("reward_model")
+    if isinstance(reward_model, Mapping) and reward_model.get("id") not in (None, ""):
         return str(reward_model["id"])
     try:
         return str(row["extra_info"]["tools_kwargs"]["interact_with_env"]["create_kwargs"]["id"])
@@ -312,7 +318,7 @@ def _parquet_task_id(row: Mapping[str, Any]) -> str | None:
 
 def _same_number(text: object, number: float) -> bool:
     try:
-        return abs(float(str(text)) - number) <= ANSWER_TOLERANCE * max(1.0, abs(number))
+        return abs(float(str(text)) - number) <= ANSWER_TOLERANCE
     except ValueError:
         return False
 
@@ -356,7 +362,7 @@ def generate_function_tasks(
     rng = random.Random(seed)
     tasks: list[FunctionTask] = []
     while len(tasks) < n:
-        expression = _random_rule(rng)
+        expression = random_rule(rng)
         found = _random_test_case(expression, rng, require_integer_result)
         if found is None:
             continue  # this rule rarely has an acceptable value; draw another
@@ -400,7 +406,8 @@ def _is_power_chain(node: Node) -> bool:
     return isinstance(node, BinOp) and node.op == "**" and _is_power_chain(node.right)
 
 
-def _random_rule(rng: random.Random) -> Node:
+def random_rule(rng: random.Random) -> Node:
+    """One rule from the generator's grammar (see :func:`generate_function_tasks`)."""
     leaves: list[Node] = [Var(index) for index in rng.sample(range(len(VARIABLES)), 4)]
     tree = _random_tree(leaves, rng, rng.random() < BALANCED_TREE_SHARE)
     for _ in range(_weighted(rng, SQUARING_COUNT_WEIGHTS)):

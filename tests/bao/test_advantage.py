@@ -92,6 +92,18 @@ def test_zero_credit_mass_gives_zero_advantages() -> None:
     assert turn_advantages([[1.0, -1.0], [0.5, 0.5]], [1, 1], gamma=0.0)[0] == [0.0, 0.0]
 
 
+def test_credits_cancelling_up_to_round_off_count_as_zero() -> None:
+    # gamma 0: r2g credits are the rewards; 0.1 + 0.2 - 0.3 is 5.6e-17 in floats, not 0.
+    assert math.fsum([0.1, 0.2, -0.3]) != 0.0
+    advantages = turn_advantages([[0.1, 0.2, -0.3], [1.0, 0.0, 0.0]], [1, 1], gamma=0.0)
+    assert advantages[0] == [0.0, 0.0, 0.0]
+
+
+def test_em_credit_stays_finite_for_very_negative_rewards() -> None:
+    advantages = turn_advantages([[-400.0, 1.0], [0.0, 0.0]], [1, 1], credit="em")
+    assert all(math.isfinite(a) for a in advantages[0])
+
+
 def test_groups_are_independent() -> None:
     together = turn_advantages([A, B, B, A], ["x", "x", "y", "y"])
     assert together[0] == turn_advantages([A, B], [0, 0])[0]

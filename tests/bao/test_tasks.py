@@ -59,6 +59,23 @@ def test_jsonl_round_trip(tmp_path: Path) -> None:
     assert load_function_tasks(tmp_path / "tasks.jsonl") == tasks
 
 
+def test_constructor_validates_the_test_case() -> None:
+    with pytest.raises(TaskDataError, match="non-integer"):
+        FunctionTask("x", "a", (3.7, 1, 1, 1), 1.0)  # type: ignore[arg-type]
+    with pytest.raises(TaskDataError, match="outside 1..10"):
+        FunctionTask("x", "a", (0, 1, 1, 1), 1.0)
+
+
+def test_parquet_row_with_odd_reward_model(tmp_path: Path) -> None:
+    functions = write_json(tmp_path / "functions.json", [{**GOOD, "id": "0"}])
+    row = {
+        "reward_model": "not a mapping",
+        "extra_info": {"tools_kwargs": {"interact_with_env": {"create_kwargs": {"id": "0"}}}},
+    }
+    tasks = load_function_tasks(_parquet(tmp_path / "r.parquet", [row]), functions_path=functions)
+    assert [task.id for task in tasks] == ["0"]
+
+
 def test_integral_floats_in_test_case_are_accepted() -> None:
     task = task_from_record({**GOOD, "test_case": [5.0, 8, 7, 6]})
     assert task.test_case == (5, 8, 7, 6)
@@ -81,6 +98,8 @@ BAD_RECORDS = [
     ({**GOOD, "expected_result": "-16"}, "field 'expected_result' must be a number"),
     ({**GOOD, "expected_result": math.inf}, "is not finite"),
     ({**GOOD, "expected_result": -15.0}, "but the rule gives -16.0"),
+    ({**GOOD, "expected_result": -16.00001}, "but the rule gives -16.0"),  # env grades to 1e-6
+    ({**GOOD, "expected_result": 10**400}, "is not finite"),
     ({**GOOD, "rule": "a / (b - b)"}, "no value at the test case"),
     ({**GOOD, "rule": "a ** 99999", "expected_result": 1.0}, "no value at the test case"),
     ("not an object", "expected an object"),

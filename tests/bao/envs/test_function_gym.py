@@ -55,7 +55,8 @@ def fresh(task: FunctionTask = TASK, max_turns: int = 16) -> FunctionGymEnv:
         ("[answer] -16", "answer_correct", "answer", -16.0),
         ("[answer] -1.6e1", "answer_correct", "answer", -16.0),
         ("[answer]   -16.0000005 ", "answer_correct", "answer", -16.0000005),  # within 1e-6
-        ("[answer] -15.999999", "answer_correct", "answer", -15.999999),  # <= 1e-6, inclusive
+        # -15.999999 + 16 is 9.99999999e-07 in floats: within the inclusive 1e-6 tolerance.
+        ("[answer] -15.999999", "answer_correct", "answer", -15.999999),
         ("[answer] -15.9999985", "answer_wrong", "answer", -15.9999985),  # 1.5e-6 away
         ("[answer] -16.000002", "answer_wrong", "answer", -16.000002),
         ("[answer] 3", "answer_wrong", "answer", 3.0),
