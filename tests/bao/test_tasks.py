@@ -62,7 +62,7 @@ def test_jsonl_round_trip(tmp_path: Path) -> None:
 def test_constructor_validates_the_test_case() -> None:
     with pytest.raises(TaskDataError, match="non-integer"):
         FunctionTask("x", "a", (3.7, 1, 1, 1), 1.0)  # type: ignore[arg-type]
-    with pytest.raises(TaskDataError, match="outside 1..10"):
+    with pytest.raises(TaskDataError, match=r"outside 1\.\.10"):
         FunctionTask("x", "a", (0, 1, 1, 1), 1.0)
 
 
