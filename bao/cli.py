@@ -1,5 +1,6 @@
 """The ``bao`` package's subcommands (loaded lazily by ``sweep.cli``).
 
+``train``: one training run of a config, logged to MLflow; ``--json`` prints the final metrics.
 ``baselines``: evaluate the scripted reference policies on generated or loaded tasks.
 """
 
@@ -15,10 +16,15 @@ from bao.tasks import generate_function_tasks, load_function_tasks
 
 log = logging.getLogger(__name__)
 
-COMMANDS = {"baselines": "evaluate scripted reference policies on Function-Gym tasks"}
+COMMANDS = {
+    "train": "one training run (simulator backend), logged to MLflow",
+    "baselines": "evaluate scripted reference policies on Function-Gym tasks",
+}
 
 
 def build_parser(command: str) -> argparse.ArgumentParser:
+    if command == "train":
+        return _train_parser()
     parser = argparse.ArgumentParser(prog=f"bao-pareto {command}", description=COMMANDS[command])
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
@@ -41,6 +47,8 @@ def build_parser(command: str) -> argparse.ArgumentParser:
 
 
 def run(command: str, argv: list[str]) -> int:
+    if command == "train":
+        return _train(_train_parser().parse_args(argv))
     args = build_parser(command).parse_args(argv)
     if args.tasks:
         tasks = load_function_tasks(args.tasks)
@@ -90,3 +98,113 @@ def _print_table(results: dict[str, dict[str, float]], n_tasks: int, k_max: int)
     if not console.is_terminal:
         console = Console(width=120)  # piped output: do not squeeze to 80 columns
     console.print(table)
+
+
+# --------------------------------------------------------------------------------- train
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bao-pareto train", description=COMMANDS["train"])
+    parser.add_argument("config", help="YAML config, e.g. configs/sim.yaml")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set shaping.user_lambda=0.1 (repeatable)",
+    )
+    parser.add_argument(
+        "--workspace", help="MLflow database and artifacts (default $BAO_PARETO_HOME or ./bao-runs)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+    from pathlib import Path
+
+    import yaml
+
+    from bao.configuration import apply_overrides, flatten, read_yaml, validate
+    from bao.sim.config import SimConfig
+    from bao.tracking import (
+        MetricBuffer,
+        experiment_id,
+        log_params,
+        mlflow_client,
+        resolve_workspace,
+    )
+
+    raw = apply_overrides(read_yaml(args.config), args.overrides)
+    config = validate(SimConfig, raw, source=args.config)
+    workspace = resolve_workspace(args.workspace)
+    # Tasks are loaded (and so validated) before any run is opened in MLflow.
+    from bao.sim.trainer import load_tasks, train
+
+    load_tasks(config)
+
+    client = mlflow_client(workspace)
+    attached = os.environ.get("MLFLOW_RUN_ID")
+    if attached:
+        run_id = attached
+    else:
+        run = client.create_run(
+            experiment_id(client, config.name, workspace),
+            run_name=f"{config.name}-seed{config.seed}",
+            tags={"bao.backend": config.backend, "bao.seed": str(config.seed)},
+        )
+        run_id = run.info.run_id
+    resolved = config.model_dump(mode="json")
+    log_params(client, run_id, flatten(resolved))
+    sink = MetricBuffer(client, run_id)
+    try:
+        result = train(config, sink)
+        sink.flush()
+        client.log_metric(run_id, "train/seconds", result.seconds)
+        with tempfile.TemporaryDirectory() as folder:
+            from bao.trajectory import write_trajectories
+
+            write_trajectories(result.trajectories, Path(folder) / "trajectories.jsonl")
+            (Path(folder) / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+            client.log_artifact(run_id, str(Path(folder) / "trajectories.jsonl"))
+            client.log_artifact(run_id, str(Path(folder) / "config.yaml"))
+        _log_policy(run_id, result.policy)
+    except BaseException:
+        if not attached:
+            client.set_terminated(run_id, status="FAILED")
+        raise
+    if not attached:
+        client.set_terminated(run_id, status="FINISHED")
+    final = {f"eval/{key}": value for key, value in result.metrics.items()}
+    if args.json:
+        print(json.dumps({"run_id": run_id, "seconds": round(result.seconds, 3), **final}))
+    else:
+        keys = ["pass_at_u_1", "pass_at_u_3", "score", "user_involvement_rate", "no_answer_rate"]
+        before = ", ".join(f"{k} {result.initial_metrics[k]:.3f}" for k in keys)
+        after = ", ".join(f"{k} {result.metrics[k]:.3f}" for k in keys)
+        print(f"untrained: {before}")
+        print(f"trained:   {after}")
+        print(f"MLflow run {run_id} in {workspace} ({result.seconds:.1f} s)")
+    return 0
+
+
+def _log_policy(run_id: str, policy: object) -> None:
+    """The trained policy as an MLflow PyTorch model (requirements given, not inferred)."""
+    import mlflow
+    import numpy as np
+    import torch
+
+    from bao.sim.policy import N_FEATURES
+
+    with mlflow.start_run(run_id=run_id):
+        mlflow.pytorch.log_model(
+            policy,
+            name="policy",
+            # Pickled, not traced: a pt2 export fixes the batch size to the example's.
+            serialization_format="pickle",
+            input_example=np.zeros((2, N_FEATURES), dtype=np.float32),
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        )

@@ -21,6 +21,7 @@ from bao.errors import BaoError
 
 # subcommand -> (module, one-line help). Later packages add their rows here.
 DISPATCH: Final[dict[str, tuple[str, str]]] = {
+    "train": ("bao.cli", "one training run (simulator backend), logged to MLflow"),
     "baselines": ("bao.cli", "evaluate scripted reference policies on Function-Gym tasks"),
 }
 

@@ -1,0 +1,128 @@
+"""Configuration files: YAML loading, ``--set a.b=c`` overrides, one-line validation errors.
+
+Every config is a pydantic v2 model with ``extra="forbid"``, validated once before any work
+starts. Errors name the key path, echo the bad value, and say how to fix it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from bao.errors import BaoError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class ConfigError(BaoError):
+    """A configuration file or override that cannot be used."""
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Reads a YAML mapping, or raises :class:`ConfigError` naming the file and the line."""
+    source = Path(path)
+    if not source.is_file():
+        raise ConfigError(f"config file {str(source)!r} does not exist", fix="check the path")
+    try:
+        data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{source}: {problem}{where}", fix="fix the YAML syntax") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: the top level must be a mapping of keys, found {type(data).__name__}",
+            fix="write 'key: value' lines",
+        )
+    return data
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Applies ``a.b.c=value`` overrides; values are parsed as YAML (``0.1``, ``true``, ``[1, 2]``).
+
+    Intermediate mappings are created as needed; a typo still fails validation afterwards,
+    because the models forbid unknown keys.
+    """
+    result = _deep_copy(data)
+    for override in overrides:
+        key, separator, text = override.partition("=")
+        key = key.strip()
+        if not separator or not key or any(not part for part in key.split(".")):
+            raise ConfigError(
+                f"override {override!r} is not of the form key.path=value",
+                fix="e.g. --set shaping.user_lambda=0.1",
+            )
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        node: dict[str, Any] = result
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    f"override {override!r}: {'.'.join(parts[: depth + 1])} is not a section",
+                    value=child,
+                    fix="override the value itself, not a key inside it",
+                )
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+def validate(model: type[ModelT], data: Mapping[str, Any], *, source: str) -> ModelT:
+    """Validates ``data`` into ``model``; the first problem becomes a one-line ConfigError."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        kind = first["type"]
+        if kind == "extra_forbidden":
+            allowed = _allowed_keys(model, first["loc"][:-1])
+            raise ConfigError(
+                f"{source}: unknown key {key!r}",
+                fix=f"allowed keys here: {', '.join(allowed)}" if allowed else "remove it",
+            ) from None
+        if kind == "missing":
+            raise ConfigError(f"{source}: missing key {key!r}", fix="add it") from None
+        raise ConfigError(
+            f"{source}: key {key!r}: {first['msg']}", value=first.get("input"), fix="fix the value"
+        ) from None
+
+
+def _allowed_keys(model: type[BaseModel], path: Sequence[Any]) -> list[str]:
+    current: Any = model
+    for part in path:
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        current = field.annotation
+    fields = getattr(current, "model_fields", None)
+    return sorted(fields) if fields else []
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: how configs are logged as MLflow params."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, prefix=f"{name}."))
+        else:
+            flat[name] = value
+    return flat

@@ -1,0 +1,103 @@
+"""Workspace and MLflow plumbing shared by every backend.
+
+A workspace (``--workspace``, else ``$BAO_PARETO_HOME``, else ``./bao-runs``) holds the MLflow
+database (``mlflow.db``, SQLite) and artifacts (``mlartifacts/``), so one dashboard sees every
+run. ``MLFLOW_TRACKING_URI`` points elsewhere (a tracking server, for distributed sweeps), and
+``MLFLOW_RUN_ID`` makes a run log into an existing run (a sweep's trial) instead of a new one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bao.configuration import ConfigError
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+DEFAULT_WORKSPACE = "bao-runs"
+
+
+def resolve_workspace(workspace: str | Path | None) -> Path:
+    """The workspace folder, created and checked for writing before any work starts."""
+    chosen = Path(workspace or os.environ.get("BAO_PARETO_HOME") or DEFAULT_WORKSPACE)
+    try:
+        chosen.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=chosen, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        raise ConfigError(
+            f"workspace {str(chosen)!r} is not writable ({error.strerror or error})",
+            fix="pass --workspace DIR with a writable folder, or set BAO_PARETO_HOME",
+        ) from None
+    return chosen.resolve()
+
+
+def tracking_uri(workspace: Path) -> str:
+    """``$MLFLOW_TRACKING_URI`` if set, else the workspace's SQLite database."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workspace / 'mlflow.db'}"
+
+
+def mlflow_client(workspace: Path) -> MlflowClient:
+    """A client on the workspace's tracking store (quiet: no MLflow banners on stdout)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # Usage telemetry would try the network on every run; trials must not depend on it.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri(workspace)
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(client: MlflowClient, name: str, workspace: Path) -> str:
+    """The id of experiment ``name``, created with its artifacts inside the workspace."""
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return str(existing.experiment_id)
+    location = (workspace / "mlartifacts" / name).as_uri()
+    try:
+        return str(client.create_experiment(name, artifact_location=location))
+    except Exception:  # another process created it meanwhile
+        again = client.get_experiment_by_name(name)
+        if again is None:
+            raise
+        return str(again.experiment_id)
+
+
+def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(key, str(value)[:6000]) for key, value in params.items()]
+    for start in range(0, len(items), 100):  # MLflow's per-request limit
+        client.log_batch(run_id, params=items[start : start + 100])
+
+
+class MetricBuffer:
+    """Collects ``(metrics, step)`` from a trainer and writes them to MLflow in batches."""
+
+    def __init__(self, client: MlflowClient, run_id: str, flush_every: int = 500) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.flush_every = flush_every
+        self._pending: list[Any] = []
+
+    def __call__(self, metrics: Mapping[str, float], step: int) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._pending.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
+        if len(self._pending) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        while self._pending:
+            chunk, self._pending = self._pending[:1000], self._pending[1000:]
+            self.client.log_batch(self.run_id, metrics=chunk)

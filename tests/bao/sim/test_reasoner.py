@@ -1,0 +1,132 @@
+"""The hypothesis reasoner: exact consistency filtering, and the truth is never filtered out."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from bao.expressions import RuleEvaluationError, evaluate, parse_rule
+from bao.sim.reasoner import HypothesisLibrary, Reasoner
+from bao.tasks import generate_function_tasks
+
+PROBES = np.array(
+    [[1, 2, 3, 4], [2, 2, 2, 2], [5, 1, 3, 7], [3, 3, 1, 9], [10, 4, 6, 2], [7, 7, 2, 1]],
+    dtype=float,
+)
+RULES = [
+    "a + b + c + d",
+    "d + c + b + a",  # the same function as the first: merged
+    "a * b - c + d",
+    "a * (b - c) + d",
+    "(a + b) ** 2 - c * d",
+    "a / (b - c) + d",  # errors where b == c
+    "a - b - c - d",
+    "b ** a - c - d",
+]
+
+
+def library() -> HypothesisLibrary:
+    return HypothesisLibrary.from_rules([parse_rule(r) for r in RULES], PROBES)
+
+
+def value_at(rule: str, point: list[float]) -> float | None:
+    try:
+        return round(evaluate(parse_rule(rule), point), 4)
+    except RuleEvaluationError:
+        return None
+
+
+def reasoner(
+    lib: HypothesisLibrary, test_case: tuple[int, int, int, int], capacity: int = 64
+) -> Reasoner:
+    values, errors = lib.test_values(np.array([test_case], dtype=float))
+    return Reasoner(
+        lib,
+        np.where(errors, np.nan, values)[:, 0],
+        capacity=capacity,
+        rng=np.random.default_rng(0),
+        max_turns=16,
+        test_case=test_case,
+    )
+
+
+def test_library_merges_equal_functions_and_weights_them() -> None:
+    lib = library()
+    assert lib.size == len(RULES) - 1
+    assert lib.weights[0] == pytest.approx(2 / len(RULES))
+    assert lib.weights.sum() == pytest.approx(1.0)
+    division = next(i for i in range(lib.size) if "/" in lib.describe(i))
+    assert lib.probe_errors[division, 1]  # b == c at (2, 2, 2, 2)
+
+
+@pytest.mark.parametrize("truth", RULES)
+def test_filtering_is_exact_and_keeps_the_truth(truth: str) -> None:
+    lib = library()
+    agent = reasoner(lib, (9, 8, 7, 6))
+    agent.think()
+    assert len(agent.pool) == lib.size  # capacity 64 examines the whole library at once
+    for probe in range(len(PROBES)):
+        agent.observe_query(probe, value_at(truth, PROBES[probe].tolist()))
+        # Exactly the hypotheses that reproduce every observation so far remain.
+        expected = {
+            i
+            for i in range(lib.size)
+            if all(
+                value_at(lib.describe(i), PROBES[p].tolist()) == value_at(truth, PROBES[p].tolist())
+                for p in range(probe + 1)
+            )
+        }
+        assert set(agent.pool.tolist()) == expected
+        assert any(lib.describe(i) in (truth, "a + b + c + d") for i in agent.pool.tolist())
+
+
+def test_wrong_answers_remove_their_predictions() -> None:
+    lib = library()
+    agent = reasoner(lib, (9, 8, 7, 6))
+    agent.think()
+    value, agreement = agent.prediction()
+    assert value is not None
+    assert 0 < agreement <= 1
+    agent.observe_wrong_answer(value)
+    assert all(abs(agent.test_values[i] - value) > 1e-6 for i in agent.pool.tolist())
+    # Hypotheses examined later are checked against the wrong answer too.
+    fresh = reasoner(lib, (9, 8, 7, 6), capacity=1)
+    fresh.observe_wrong_answer(value)
+    for _ in range(lib.size):
+        fresh.think()
+    assert all(abs(fresh.test_values[i] - value) > 1e-6 for i in fresh.pool.tolist())
+
+
+def test_capacity_bounds_examination_and_pool() -> None:
+    lib = library()
+    agent = reasoner(lib, (9, 8, 7, 6), capacity=2)
+    agent.think()
+    assert len(agent.pool) == 2
+    agent.think()
+    assert len(agent.pool) == 2  # full: later candidates wait for room
+
+
+def test_queries_split_the_pool_and_avoid_the_test_case() -> None:
+    lib = library()
+    agent = reasoner(lib, (1, 2, 3, 4))  # probe 0 is the test case
+    agent.think()
+    probe = agent.choose_query()
+    assert probe is not None
+    assert probe != 0
+    values = lib.probe_values[agent.pool, probe]
+    distinct = len({("err" if math.isnan(v) else v) for v in values.tolist()})
+    best = max(
+        len({("err" if math.isnan(v) else v) for v in lib.probe_values[agent.pool, p].tolist()})
+        for p in range(1, len(PROBES))
+    )
+    assert distinct == best
+
+
+def test_generated_library_covers_most_generated_tasks() -> None:
+    lib = HypothesisLibrary.build(size=5000, seed=1, n_probes=16)
+    tasks = generate_function_tasks(100, seed=99)
+    values, errors = lib.test_values(np.array([t.test_case for t in tasks], dtype=float))
+    covered = np.abs(np.where(errors, np.nan, values) - [t.expected_result for t in tasks]) <= 1e-6
+    assert 0.3 < covered.any(axis=0).mean() < 1.0  # the truth is findable, not given
