@@ -40,6 +40,7 @@ install-dev: $(VENV)/.installed-dev
 
 demo: install
 	$(BIN)/bao-pareto baselines --n-tasks 200 --seed 0
+	$(BIN)/bao-pareto train configs/sim.yaml
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
