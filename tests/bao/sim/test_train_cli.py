@@ -50,6 +50,22 @@ def test_train_json_and_mlflow_records(tmp_path: Path, capsys: pytest.CaptureFix
     recomputed = summarize(read_trajectories(local))
     assert recomputed["score"] == output["eval/score"]  # every metric can be recomputed
 
+    # The policy is an MLflow PyTorch model that loads back and takes a batch of features.
+    import mlflow
+    import torch
+
+    from bao.sim.policy import N_FEATURES
+
+    mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow.db'}")
+    models = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run.info.run_id}'",
+        output_format="list",
+    )
+    assert [model.name for model in models] == ["policy"]
+    policy = mlflow.pytorch.load_model(models[0].model_uri)
+    assert policy(torch.zeros((3, N_FEATURES))).shape == (3, 4)
+
 
 @pytest.mark.parametrize(
     ("override", "message"),
