@@ -143,8 +143,9 @@ def _train(args: argparse.Namespace) -> int:
     workspace = resolve_workspace(args.workspace)
     # Tasks are loaded (and so validated) before any run is opened in MLflow.
     from bao.sim.trainer import load_tasks, train
+    from bao.trajectory import write_trajectories
 
-    load_tasks(config)
+    tasks = load_tasks(config)
 
     client = mlflow_client(workspace)
     attached = os.environ.get("MLFLOW_RUN_ID")
@@ -161,12 +162,10 @@ def _train(args: argparse.Namespace) -> int:
     log_params(client, run_id, flatten(resolved))
     sink = MetricBuffer(client, run_id)
     try:
-        result = train(config, sink)
+        result = train(config, sink, tasks=tasks)
         sink.flush()
         client.log_metric(run_id, "train/seconds", result.seconds)
         with tempfile.TemporaryDirectory() as folder:
-            from bao.trajectory import write_trajectories
-
             write_trajectories(result.trajectories, Path(folder) / "trajectories.jsonl")
             (Path(folder) / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
             client.log_artifact(run_id, str(Path(folder) / "trajectories.jsonl"))

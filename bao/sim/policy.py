@@ -8,6 +8,7 @@ its wrong answers so far, whether it just answered, and what the last turn retur
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Final
 
@@ -50,8 +51,6 @@ def features(
     last_event: str | None,
 ) -> list[float]:
     """One turn's feature vector (length :data:`N_FEATURES`), all roughly in [0, 1]."""
-    import math
-
     vector = [
         turn / max_turns,
         (max_turns - turn) / max_turns,

@@ -70,9 +70,15 @@ class HypothesisLibrary:
         """Evaluates ``rules`` at ``probes`` and merges rules that agree on every probe."""
         values, errors = evaluate_many(compile_rules(rules), probes)
         rounded = round4(values)
-        # Signature: the rounded values with errors marked distinctly from nan results.
-        signature = np.where(errors, np.inf * -1.0, rounded)
-        signature = np.where(np.isnan(signature), 1.5e308, signature)
+        # Signature: the values (nan made comparable), which are nan results, which are errors.
+        signature = np.concatenate(
+            [
+                np.nan_to_num(rounded, nan=0.0, posinf=np.inf, neginf=-np.inf),
+                np.isnan(rounded) & ~errors,
+                errors,
+            ],
+            axis=1,
+        )
         _, first, counts = np.unique(signature, axis=0, return_index=True, return_counts=True)
         order = np.argsort(first)  # keep the library in draw order: reproducible and readable
         keep = first[order]
@@ -145,7 +151,8 @@ class Reasoner:
         self._cursor = 0
         self.pool: IntArray = np.empty(0, dtype=np.int64)
         self.observed_probes: list[int] = []
-        self._observed_values: list[float] = []
+        self._observed_values: list[float] = []  # nan for an error
+        self._observed_errors: list[bool] = []
         self.wrong_answers: list[float] = []
         test_point = np.asarray(test_case, dtype=np.float64)
         self._forbidden = np.all(library.probes == test_point, axis=1)
@@ -166,10 +173,16 @@ class Reasoner:
     def _consistent(self, candidates: IntArray) -> BoolArray:
         keep = np.ones(len(candidates), dtype=bool)
         if self.observed_probes:
+            # The same test as observe_query's: an error matches only an error, a value only
+            # the same value (nan included) without an error.
             probes = np.asarray(self.observed_probes, dtype=np.int64)
-            predicted = self.library.probe_values[np.ix_(candidates, probes)]
-            observed = np.array(self._observed_values)
-            keep &= np.all(_same_values(predicted, observed[None, :]), axis=1)
+            grid = np.ix_(candidates, probes)
+            errors = self.library.probe_errors[grid]
+            observed_errors = np.array(self._observed_errors)[None, :]
+            same = _same_values(
+                self.library.probe_values[grid], np.array(self._observed_values)[None, :]
+            )
+            keep &= np.all(np.where(observed_errors, errors, ~errors & same), axis=1)
         for wrong in self.wrong_answers:
             keep &= ~self._predicts(candidates, wrong)
         return keep
@@ -185,6 +198,7 @@ class Reasoner:
         library = self.library
         self.observed_probes.append(probe)
         self._observed_values.append(np.nan if value is None else value)
+        self._observed_errors.append(value is None)
         if value is None:
             keep = library.probe_errors[self.pool, probe]
         else:

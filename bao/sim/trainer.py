@@ -33,7 +33,7 @@ from torch.nn import functional
 from bao.advantage import turn_advantages
 from bao.envs.function_gym import FunctionGymEnv, format_action
 from bao.metrics import summarize
-from bao.shaping import ShapingCoefficients, shape_turn_rewards
+from bao.shaping import ShapingCoefficients, shape_trajectory, shape_turn_rewards
 from bao.sim.config import SimConfig
 from bao.sim.policy import ACTIONS, PolicyNet, features
 from bao.sim.reasoner import HypothesisLibrary, Reasoner
@@ -306,12 +306,8 @@ def evaluate_policy(
         generator=torch.Generator().manual_seed(seed),
         greedy=True,
     )
-    trajectories = [episode.trajectory for episode in episodes]
     coefficients = config.shaping.coefficients()
-    for trajectory in trajectories:
-        shaped = shape_turn_rewards(trajectory.choices, trajectory.rewards, coefficients)
-        for turn, value in zip(trajectory.turns, shaped, strict=True):
-            turn.shaped_reward = value
+    trajectories = [shape_trajectory(episode.trajectory, coefficients) for episode in episodes]
     return summarize(trajectories, k_max=config.eval.k_max), trajectories
 
 
@@ -323,8 +319,15 @@ def _test_value_table(
     return {task.id: values[:, column].copy() for column, task in enumerate(tasks)}
 
 
-def train(config: SimConfig, log_metrics: MetricSink | None = None) -> TrainResult:
-    """Runs one training (see the module docstring) and returns its results."""
+def train(
+    config: SimConfig,
+    log_metrics: MetricSink | None = None,
+    tasks: tuple[list[FunctionTask], list[FunctionTask]] | None = None,
+) -> TrainResult:
+    """Runs one training (see the module docstring) and returns its results.
+
+    ``tasks`` (training, held-out) skips :func:`load_tasks` when the caller already loaded them.
+    """
     started = time.perf_counter()
     # Tiny matrices: extra threads only add overhead, and parallel trials share the cores.
     torch.set_num_threads(1)
@@ -332,7 +335,7 @@ def train(config: SimConfig, log_metrics: MetricSink | None = None) -> TrainResu
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
 
-    train_tasks, eval_tasks = load_tasks(config)
+    train_tasks, eval_tasks = tasks if tasks is not None else load_tasks(config)
     library = HypothesisLibrary.build(
         config.reasoner.library_size, config.reasoner.library_seed, config.reasoner.n_probes
     )

@@ -82,6 +82,38 @@ def test_filtering_is_exact_and_keeps_the_truth(truth: str) -> None:
         assert any(lib.describe(i) in (truth, "a + b + c + d") for i in agent.pool.tolist())
 
 
+@pytest.mark.parametrize("truth", RULES)
+def test_candidates_examined_after_observations_are_filtered_the_same_way(truth: str) -> None:
+    lib = library()
+    late = reasoner(lib, (9, 8, 7, 6))
+    for probe in range(len(PROBES)):
+        late.observe_query(probe, value_at(truth, PROBES[probe].tolist()))
+    late.think()  # every candidate is examined against all observations at once
+    expected = {
+        i
+        for i in range(lib.size)
+        if all(
+            value_at(lib.describe(i), point) == value_at(truth, point) for point in PROBES.tolist()
+        )
+    }
+    assert set(late.pool.tolist()) == expected
+
+
+def test_errors_and_nan_results_are_different_hypotheses() -> None:
+    # At the first probe "a * b - c * d" is inf - inf = nan (a result, not an error); at the
+    # second "a / (b - c) + d" divides by zero (an error).
+    probes = np.array([[1e308, 10, 1e308, 10], [1, 2, 2, 3]], dtype=float)
+    rules = [parse_rule("a * b - c * d"), parse_rule("a / (b - c) + d"), parse_rule("a + b")]
+    lib = HypothesisLibrary.from_rules(rules, probes)
+    assert lib.size == 3
+    assert math.isnan(lib.probe_values[0, 0])
+    assert not lib.probe_errors[0, 0]
+    agent = reasoner(lib, (9, 8, 7, 6))
+    agent.observe_query(1, None)  # an error at (1, 2, 2, 3): only "a / (b - c) + d" errors
+    agent.think()
+    assert [lib.describe(i) for i in agent.pool.tolist()] == ["a / (b - c) + d"]
+
+
 def test_wrong_answers_remove_their_predictions() -> None:
     lib = library()
     agent = reasoner(lib, (9, 8, 7, 6))
