@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bao.expressions import Node, compile_rules, evaluate_many, format_rule, round4
-from bao.tasks import TEST_CASE_RANGE, random_rule
+from bao.tasks import ANSWER_TOLERANCE, TEST_CASE_RANGE, random_rule
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -171,41 +171,39 @@ class Reasoner:
             self.pool = np.concatenate([self.pool, consistent[:room]])
 
     def _consistent(self, candidates: IntArray) -> BoolArray:
-        keep = np.ones(len(candidates), dtype=bool)
-        if self.observed_probes:
-            # The same test as observe_query's: an error matches only an error, a value only
-            # the same value (nan included) without an error.
-            probes = np.asarray(self.observed_probes, dtype=np.int64)
-            grid = np.ix_(candidates, probes)
-            errors = self.library.probe_errors[grid]
-            observed_errors = np.array(self._observed_errors)[None, :]
-            same = _same_values(
-                self.library.probe_values[grid], np.array(self._observed_values)[None, :]
-            )
-            keep &= np.all(np.where(observed_errors, errors, ~errors & same), axis=1)
+        keep = self._agree(candidates, start=0)
         for wrong in self.wrong_answers:
             keep &= ~self._predicts(candidates, wrong)
         return keep
 
+    def _agree(self, candidates: IntArray, start: int) -> BoolArray:
+        """Which candidates reproduce the query observations from index ``start`` on.
+
+        An error matches only an error; a value only the same value (nan included) without
+        an error. New candidates are checked against all observations, the pool against each
+        new one: one rule for both, so they cannot drift apart.
+        """
+        probes = np.asarray(self.observed_probes[start:], dtype=np.int64)
+        grid = np.ix_(candidates, probes)
+        errors = self.library.probe_errors[grid]
+        observed_errors = np.array(self._observed_errors[start:], dtype=bool)[None, :]
+        observed_values = np.array(self._observed_values[start:], dtype=np.float64)[None, :]
+        same = _same_values(self.library.probe_values[grid], observed_values)
+        agree: BoolArray = np.all(np.where(observed_errors, errors, ~errors & same), axis=1)
+        return agree
+
     def _predicts(self, candidates: IntArray, value: float) -> BoolArray:
         predicted = self.test_values[candidates]
-        return np.abs(predicted - value) <= 1e-6
+        return np.abs(predicted - value) <= ANSWER_TOLERANCE
 
     # -------------------------------------------------------------- observations
 
     def observe_query(self, probe: int, value: float | None) -> None:
         """Records a query result (``None`` for ``query_error``) and filters the pool."""
-        library = self.library
         self.observed_probes.append(probe)
         self._observed_values.append(np.nan if value is None else value)
         self._observed_errors.append(value is None)
-        if value is None:
-            keep = library.probe_errors[self.pool, probe]
-        else:
-            keep = ~library.probe_errors[self.pool, probe] & _same_values(
-                library.probe_values[self.pool, probe], float(value)
-            )
-        self.pool = self.pool[keep]
+        self.pool = self.pool[self._agree(self.pool, start=len(self.observed_probes) - 1)]
 
     def observe_wrong_answer(self, value: float) -> None:
         """Drops every hypothesis that predicted ``value`` at the test case."""
