@@ -56,6 +56,24 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, flo
     return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
+def metric_names(k_max: int = DEFAULT_K_MAX) -> list[str]:
+    """The keys :func:`summarize` returns, in its order: what a sweep may use as objectives."""
+    names: list[str] = []
+    for k in range(1, k_max + 1):
+        names += [f"pass_at_u_{k}", f"pass_at_u_{k}_lo", f"pass_at_u_{k}_hi"]
+    return [
+        *names,
+        "score",
+        "user_involvement_rate",
+        "exploration_ratio",
+        "mean_turns",
+        "invalid_rate",
+        "mean_user_actions",
+        "no_answer_rate",
+        "n_trajectories",
+    ]
+
+
 def summarize(trajectories: Sequence[Trajectory], k_max: int = DEFAULT_K_MAX) -> dict[str, float]:
     """All evaluation metrics of section 7, without the ``eval/`` prefix.
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Final
@@ -21,6 +22,9 @@ from bao.errors import BaoError
 
 # subcommand -> (module, one-line help). Later packages add their rows here.
 DISPATCH: Final[dict[str, tuple[str, str]]] = {
+    "sweep": ("sweep.commands", "run a sweep (or resume it) until n_trials trials are complete"),
+    "worker": ("sweep.commands", "join a running sweep through its shared storage"),
+    "status": ("sweep.commands", "trials of a sweep: states, parameters, values, MLflow runs"),
     "train": ("bao.cli", "one training run (simulator backend), logged to MLflow"),
     "baselines": ("bao.cli", "evaluate scripted reference policies on Function-Gym tasks"),
 }
@@ -55,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not arguments.verbose:
+        # MLflow and Optuna announce routine steps (new tables, new studies) at INFO on
+        # stderr; the CLI's own display says what matters.
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     module_name, _ = DISPATCH[arguments.command]
     try:
         module = importlib.import_module(module_name)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bao.metrics import pass_at_u, summarize, wilson_interval
+from bao.metrics import metric_names, pass_at_u, summarize, wilson_interval
 from bao.trajectory import Trajectory, Turn
 
 
@@ -105,3 +105,7 @@ def test_pass_at_u_properties(batch: list[Trajectory], k_max: int) -> None:
     for k in range(1, k_max + 1):
         assert m[f"pass_at_u_{k}_lo"] <= m[f"pass_at_u_{k}"] <= m[f"pass_at_u_{k}_hi"]
     assert 0.0 <= m["user_involvement_rate"] <= 1.0
+
+
+def test_metric_names_are_exactly_the_keys_summarize_returns() -> None:
+    assert list(summarize([T1, T2, T3, T4, T5], k_max=4)) == metric_names(4)

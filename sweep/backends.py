@@ -1,0 +1,181 @@
+"""Backends: how one training run of a trial is launched, and where its metrics come from.
+
+Every backend runs in a subprocess started by the runner (:mod:`sweep.runner`), which owns
+the one failure model (exit status, timeout, kill, missing or non-finite metrics). A backend
+only says which argv to start and, once it exited with status 0, collects the metrics; the
+MLflow run is the source of truth for them in every backend.
+
+- :class:`SimBackend`: ``bao-pareto train`` on the sweep's simulator config with the
+  trial's parameters as ``--set`` overrides, logging straight into the trial's MLflow run
+  (``MLFLOW_RUN_ID``).
+- :class:`CommandBackend`: any command, as an argv list with placeholders (never a shell
+  string); it writes a metrics JSON that the runner logs into the MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sweep.config import PLACEHOLDER, CommandBackend, LoadedSweep, SimBackend
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+
+class TrialFailure(Exception):
+    """A training run that did not produce usable metrics.
+
+    ``code`` is one of ``exit_code``, ``killed``, ``timeout``, ``interrupted``,
+    ``missing_metrics``, ``bad_metrics``, ``stale``, ``error``; ``detail`` is one line.
+    """
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One training run: a trial's parameters with one training seed."""
+
+    params: dict[str, Any]
+    seed: int
+    trial_number: int
+    run_id: str
+    workdir: Path
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Launch:
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path | None = None
+
+
+class Backend(ABC):
+    """Launch and collect for one kind of training run."""
+
+    def __init__(self, loaded: LoadedSweep, train_config_path: Path, workspace: Path) -> None:
+        self.loaded = loaded
+        self.train_config_path = train_config_path
+        self.workspace = workspace
+
+    @abstractmethod
+    def launch(self, request: RunRequest) -> Launch:
+        """The argv, extra environment and working directory of the run."""
+
+    @abstractmethod
+    def collect(self, request: RunRequest, client: MlflowClient) -> dict[str, float]:
+        """The run's metrics after it exited with status 0 (raises :class:`TrialFailure`)."""
+
+
+def make_backend(loaded: LoadedSweep, train_config_path: Path, workspace: Path) -> Backend:
+    if isinstance(loaded.config.backend, SimBackend):
+        return SimTrainBackend(loaded, train_config_path, workspace)
+    return CommandLineBackend(loaded, train_config_path, workspace)
+
+
+def _yaml_value(value: Any) -> str:
+    """An override value that YAML reads back as the same number, string or boolean."""
+    return json.dumps(value)
+
+
+class SimTrainBackend(Backend):
+    """``python -m sweep.cli train TRAIN.yaml --set path=value ...`` into the trial's run."""
+
+    def launch(self, request: RunRequest) -> Launch:
+        argv = [
+            sys.executable,
+            "-m",
+            "sweep.cli",
+            "train",
+            str(self.train_config_path),
+            "--workspace",
+            str(self.workspace),
+            "--set",
+            f"seed={request.seed}",
+        ]
+        for path, value in request.params.items():
+            argv += ["--set", f"{path}={_yaml_value(value)}"]
+        return Launch(argv=[*argv, "--json"], env={})
+
+    def collect(self, request: RunRequest, client: MlflowClient) -> dict[str, float]:
+        return dict(client.get_run(request.run_id).data.metrics)
+
+
+class CommandLineBackend(Backend):
+    """A user's command with placeholders substituted; metrics from the JSON it writes."""
+
+    @property
+    def settings(self) -> CommandBackend:
+        backend = self.loaded.config.backend
+        assert isinstance(backend, CommandBackend)
+        return backend
+
+    def metrics_path(self, request: RunRequest) -> Path:
+        return request.workdir / self.settings.metrics_file
+
+    def launch(self, request: RunRequest) -> Launch:
+        values = {
+            **{path: str(value) for path, value in request.params.items()},
+            "seed": str(request.seed),
+            "trial": str(request.trial_number),
+            "run_id": request.run_id,
+            "workdir": str(request.workdir),
+            "metrics_file": str(self.metrics_path(request)),
+        }
+        argv = [substitute(item, values) for item in self.settings.argv]
+        cwd = Path(self.loaded.base_dir) / (self.settings.cwd or ".")
+        return Launch(argv=argv, env=dict(self.settings.env), cwd=cwd)
+
+    def collect(self, request: RunRequest, client: MlflowClient) -> dict[str, float]:
+        from mlflow.entities import Metric
+
+        path = self.metrics_path(request)
+        if not path.is_file():
+            raise TrialFailure(
+                "missing_metrics", f"the command exited 0 but wrote no metrics file {path}"
+            )
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise TrialFailure("bad_metrics", f"{path} is not valid JSON ({error})") from None
+        if not isinstance(data, dict):
+            raise TrialFailure("bad_metrics", f"{path} must hold a JSON object of metric: number")
+        metrics: dict[str, float] = {}
+        for key, value in data.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TrialFailure("bad_metrics", f"{path}: metric {key!r} is not a number")
+            metrics[str(key)] = float(value)
+        now = _now_ms()
+        items = [Metric(k, v, now, 0) for k, v in metrics.items() if math.isfinite(v)]
+        for start in range(0, len(items), 1000):
+            client.log_batch(request.run_id, metrics=items[start : start + 1000])
+        # Non-finite values cannot go through MLflow reliably; keep them for the check.
+        logged = dict(client.get_run(request.run_id).data.metrics)
+        logged.update({k: v for k, v in metrics.items() if not math.isfinite(v)})
+        return logged
+
+
+def substitute(template: str, values: dict[str, str]) -> str:
+    """Replaces ``{name}`` placeholders; ``{{`` and ``}}`` stand for literal braces."""
+    parts = template.split("{{")
+    out = []
+    for part in parts:
+        pieces = part.split("}}")
+        out.append("}".join(PLACEHOLDER.sub(lambda m: values[m.group(1)], p) for p in pieces))
+    return "{".join(out)
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)

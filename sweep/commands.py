@@ -1,0 +1,287 @@
+"""The ``sweep`` package's subcommands: ``sweep``, ``worker`` and ``status``.
+
+(``sweep/cli.py`` is the entry point with the dispatch table; these live apart from it so that
+``bao-pareto train`` never imports Optuna.) Only this module prints; the runner reports
+progress through a callback that is drawn here with rich.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+    from sweep.config import LoadedSweep
+    from sweep.runner import SweepProgress, SweepResult
+
+COMMANDS = {
+    "sweep": "run a sweep (or resume it) until n_trials trials are complete",
+    "worker": "join a running sweep through its shared storage",
+    "status": "trials of a sweep: states, parameters, values, MLflow runs",
+}
+
+EXIT_INTERRUPTED = 130
+
+
+def build_parser(command: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"bao-pareto {command}", description=COMMANDS[command])
+    if command == "status":
+        parser.add_argument("sweep", help="the sweep's name (or its config file)")
+        _workspace_option(parser)
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+        return parser
+    parser.add_argument("config", help="sweep config YAML, e.g. configs/quickstart.yaml")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set driver.algorithm=nsga2 (repeatable)",
+    )
+    parser.add_argument("--n-trials", type=int, help="complete trials to reach (default: config)")
+    parser.add_argument("--jobs", type=int, help="trials run at once by this process")
+    _workspace_option(parser)
+    if command == "sweep":
+        parser.add_argument(
+            "--resume",
+            action="store_true",
+            help="require an existing sweep of this name and continue it",
+        )
+    parser.add_argument(
+        "--json", action="store_true", help="no live display; print the status JSON at the end"
+    )
+    return parser
+
+
+def _workspace_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workspace",
+        help="MLflow database, artifacts and sweep storages (default $BAO_PARETO_HOME or "
+        "./bao-runs)",
+    )
+
+
+def run(command: str, argv: list[str]) -> int:
+    parser = build_parser(command)
+    args = parser.parse_args(argv)
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        import optuna  # its own stderr handler announces every new study at INFO
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if command == "status":
+        return _status(args)
+    for flag in ("n_trials", "jobs"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+    return _sweep(args, leader=command == "sweep")
+
+
+# ------------------------------------------------------------------------------ sweep / worker
+
+
+def _sweep(args: argparse.Namespace, *, leader: bool) -> int:
+    from bao.tracking import resolve_workspace
+    from sweep.config import load_sweep_config
+    from sweep.runner import SweepRunner
+    from sweep.status import status_document
+    from sweep.storage import sweep_dir
+
+    loaded = load_sweep_config(args.config, args.overrides)
+    workspace = resolve_workspace(args.workspace)
+    if getattr(args, "resume", False) and not (
+        sweep_dir(workspace, loaded.config.name) / "sweep.yaml"
+    ).is_file():
+        from bao.configuration import ConfigError
+
+        raise ConfigError(
+            f"--resume: no sweep named {loaded.config.name!r} in {str(workspace)!r}",
+            fix="drop --resume to start it, or pass the workspace it ran in",
+        )
+    display = None if args.json else _LiveDisplay(loaded)
+    runner = SweepRunner(
+        loaded,
+        workspace,
+        leader=leader,
+        jobs=args.jobs,
+        n_trials=args.n_trials,
+        on_progress=display.update if display else None,
+    )
+    runner.prepare()
+    stops = 0
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stops
+        stops += 1
+        if stops > 1:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop waiting for the runs to close
+        runner.stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if display:
+            with display:
+                result = runner.run()
+        else:
+            result = runner.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if args.json:
+        print(json.dumps(status_document(loaded, runner.study)))
+    else:
+        _print_result(result, loaded, workspace)
+    return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+class _LiveDisplay:
+    """A rich live view: trials done/running/failed, the ETA and the front so far."""
+
+    def __init__(self, loaded: LoadedSweep) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.loaded = loaded
+        self.console = Console(stderr=True)
+        self.live = Live(console=self.console, refresh_per_second=2, transient=False)
+        self.latest: SweepProgress | None = None
+
+    def __enter__(self) -> _LiveDisplay:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(*exc)  # type: ignore[arg-type]
+
+    def update(self, progress: SweepProgress) -> None:
+        self.latest = progress
+        self.live.update(self._render(progress))
+
+    def _render(self, progress: SweepProgress) -> RenderableType:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        config = self.loaded.config
+        eta = "?" if progress.eta_s is None else _duration(progress.eta_s)
+        line = Text(
+            f"{config.name}: {progress.complete}/{progress.n_trials} complete, "
+            f"{progress.running} running, {progress.waiting} queued, {progress.failed} failed"
+            f" | {_duration(progress.elapsed_s)} elapsed, ETA {eta}"
+        )
+        bar = ProgressBar(total=progress.n_trials, completed=progress.complete, width=50)
+        table = Table(title=f"Pareto front so far ({len(progress.front)} trials)")
+        table.add_column("trial", justify="right")
+        for objective in config.objectives:
+            arrow = "max" if objective.direction == "maximize" else "min"
+            table.add_column(f"{objective.metric} ({arrow})", justify="right")
+        for number, values in progress.front[:10]:
+            table.add_row(str(number), *(f"{v:.4f}" for v in values))
+        return Group(line, bar, table, Text(progress.last_event, style="dim"))
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def _print_result(result: SweepResult, loaded: LoadedSweep, workspace: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    config = loaded.config
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=140)
+    state = "interrupted" if result.interrupted else "done"
+    console.print(
+        f"sweep {result.name} {state}: {result.complete} complete, {result.failed} failed "
+        f"attempts (storage {result.storage_url})"
+    )
+    table = Table(title=f"Pareto front of {result.name} ({len(result.front)} trials)")
+    table.add_column("trial", justify="right")
+    for path in config.search_space:
+        table.add_column(path.rsplit(".", 1)[-1], justify="right")
+    for objective in config.objectives:
+        arrow = "max" if objective.direction == "maximize" else "min"
+        table.add_column(f"{objective.metric} ({arrow})", justify="right")
+    for number, params, values in result.front:
+        cells = [_cell(params[path]) for path in config.search_space]
+        table.add_row(str(number), *cells, *(f"{v:.4f}" for v in values))
+    console.print(table)
+    console.print(f"trials:    bao-pareto status {result.name} --workspace {workspace}")
+    console.print(f"dashboard: bao-pareto dashboard --workspace {workspace}")
+    console.print(f"MLflow:    mlflow ui --backend-store-uri sqlite:///{workspace / 'mlflow.db'}")
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+# ------------------------------------------------------------------------------------ status
+
+
+def _status(args: argparse.Namespace) -> int:
+    from bao.tracking import resolve_workspace
+    from sweep.status import failure_reasons, open_existing, status_document
+
+    workspace = resolve_workspace(args.workspace)
+    name = args.sweep
+    if name.endswith((".yaml", ".yml")) and Path(name).is_file():
+        from sweep.config import load_sweep_config
+
+        name = load_sweep_config(name).config.name
+    loaded, study = open_existing(workspace, name)
+    document = status_document(loaded, study)
+    if args.json:
+        print(json.dumps(document))
+        return 0
+    _print_status(document, failure_reasons(study), loaded, _console())
+    return 0
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
+def _print_status(
+    document: dict[str, Any], reasons: dict[int, str], loaded: LoadedSweep, console: Console
+) -> None:
+    from rich.table import Table
+
+    config = loaded.config
+    console.print(
+        f"sweep {document['sweep']}: {document['complete']}/{document['n_trials']} complete, "
+        f"{document['running']} running, {document['failed']} failed attempts"
+    )
+    table = Table()
+    for column in ("trial", "state", *[p.rsplit(".", 1)[-1] for p in config.search_space]):
+        table.add_column(column, justify="right")
+    for objective in config.objectives:
+        table.add_column(objective.metric, justify="right")
+    table.add_column("retry of", justify="right")
+    table.add_column("MLflow run / reason")
+    for trial in document["trials"]:
+        values = trial["values"] or [None] * len(config.objectives)
+        table.add_row(
+            str(trial["number"]),
+            trial["state"],
+            *[_cell(trial["params"].get(p, "")) for p in config.search_space],
+            *["" if v is None else f"{v:.4f}" for v in values],
+            "" if trial["retry_of"] is None else str(trial["retry_of"]),
+            reasons.get(trial["number"]) or trial["mlflow_run_id"] or "",
+        )
+    console.print(table)
+

@@ -1,0 +1,756 @@
+"""The sweep loop: claim a trial, run its backend in a subprocess, record the outcome.
+
+One :class:`SweepRunner` per process. The sweep process (``bao-pareto sweep``) is the
+*leader*; ``bao-pareto worker`` processes join the same study through its storage. Each
+runs up to ``jobs`` trials at once, each trial in its own thread that waits on one
+subprocess per training seed.
+
+Records, per trial: an Optuna trial in the study (the parameters, the objective values, and
+user attributes ``mlflow_run_id``, ``attempt``, ``retry_of``, ``failure_reason``,
+``seed_values``), and an MLflow run, child of the sweep's run (params, metrics, logs;
+with several seeds, one nested run per seed and the mean and standard error on the trial's
+run). A failed attempt is closed everywhere with its reason and retried as a new trial with
+the same parameters, linked by ``retry_of``, up to ``max_retries`` times.
+
+Crashes: every running trial carries its owner (host, pid) and a heartbeat refreshed every
+``heartbeat_interval`` seconds (Optuna's own heartbeat covers neither ask/tell nor journal
+storage). A RUNNING trial whose owner process is gone (same host) or whose heartbeat is
+older than ``lease`` is failed with reason ``stale`` and retried, by whichever process sees
+it first; the storage's compare-and-set on the trial state makes that happen once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import math
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from bao.errors import BaoError
+from sweep.backends import Backend, RunRequest, TrialFailure, make_backend
+from sweep.config import LoadedSweep
+from sweep.drivers import (
+    ATTR_ATTEMPT,
+    ATTR_GENERATION,
+    ATTR_INDEX,
+    ATTR_REASON,
+    ATTR_RETRY_OF,
+    ATTR_RUN_ID,
+    ATTR_SEED_VALUES,
+    ATTR_STDERR,
+    ATTR_VIOLATIONS,
+    Driver,
+    OptunaDriver,
+    make_driver,
+    pop_waiting,
+)
+from sweep.storage import N_TRIALS_ATTR, SweepStudy, open_study, sweep_dir, write_manifest
+
+if TYPE_CHECKING:
+    import optuna
+    from mlflow.tracking import MlflowClient
+    from optuna.trial import FrozenTrial
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_KEY = "bao:heartbeat"
+OWNER_KEY = "bao:owner"
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+POLL_S = 0.5
+STOP_GRACE_S = 10.0
+"""Seconds a stopped run gets between SIGTERM and SIGKILL."""
+
+
+class SweepAborted(BaoError):
+    """The sweep stopped because its trials keep failing."""
+
+
+@dataclass
+class SweepProgress:
+    """A snapshot for progress displays (the CLI draws it; the runner only reports it)."""
+
+    n_trials: int
+    complete: int
+    running: int
+    waiting: int
+    failed: int
+    front: list[tuple[int, list[float]]]
+    elapsed_s: float
+    eta_s: float | None
+    last_event: str = ""
+
+
+@dataclass
+class SweepResult:
+    name: str
+    complete: int
+    failed: int
+    interrupted: bool
+    parent_run_id: str
+    storage_url: str
+    front: list[tuple[int, dict[str, Any], list[float]]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+def _process_start_ticks(pid: int) -> int | None:
+    """The start time of a process in clock ticks (Linux), to tell a reused pid apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _owner_alive(owner: dict[str, Any]) -> bool | None:
+    """True/False for an owner process on this host; None when that cannot be told here."""
+    if owner.get("host") != socket.gethostname():
+        return None
+    pid = int(owner.get("pid", -1))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    started = owner.get("started")
+    return started is None or _process_start_ticks(pid) == started
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGKILL the run if the thread that started it dies,
+    so a SIGKILLed sweep leaves no orphan training runs writing into closed records."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def arm() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+    return arm
+
+
+# ------------------------------------------------------------------------------- runner
+
+
+class SweepRunner:
+    """Runs (or joins) one sweep until ``n_trials`` trials are complete."""
+
+    def __init__(
+        self,
+        loaded: LoadedSweep,
+        workspace: Path,
+        *,
+        leader: bool = True,
+        jobs: int | None = None,
+        n_trials: int | None = None,
+        on_progress: Callable[[SweepProgress], None] | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.config = loaded.config
+        self.workspace = workspace
+        self.leader = leader
+        self.jobs = jobs or self.config.jobs
+        self._n_trials_given = n_trials
+        self.n_trials = n_trials or self.config.driver.n_trials
+        self.on_progress = on_progress
+        self.folder = sweep_dir(workspace, self.config.name)
+        self.stop_event = threading.Event()
+        self.owner = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": _process_start_ticks(os.getpid()),
+            "token": uuid.uuid4().hex,
+        }
+        self._owned: dict[int, int] = {}  # trial number -> trial id, for heartbeats
+        self._owned_lock = threading.Lock()
+        self._durations: list[float] = []
+        self._started = time.monotonic()
+        self._last_event = ""
+        self.driver: Driver = make_driver(self.config)
+        self.study: SweepStudy
+        self.backend: Backend
+        self.client: MlflowClient
+        self.tracking_uri = ""
+        self.experiment_id = ""
+        self.parent_run_id = ""
+
+    # --------------------------------------------------------------------------- set-up
+
+    def prepare(self) -> None:
+        """Opens (or creates) the study, the manifest and the sweep's MLflow run."""
+        from bao.tracking import experiment_id, tracking_uri
+
+        self.study = open_study(self.loaded, self.workspace, self.driver.sampler())
+        write_manifest(self.loaded, self.workspace, self.study.url)
+        if self.leader:
+            self.study.study.set_user_attr(N_TRIALS_ATTR, self.n_trials)
+        elif self._n_trials_given is None:  # a worker follows the sweep's own target
+            self.n_trials = int(self.study.study.user_attrs.get(N_TRIALS_ATTR, self.n_trials))
+        train_path = self.folder / "train.yaml"
+        if self.loaded.train_config:
+            text = yaml.safe_dump(self.loaded.train_config, sort_keys=False)
+            temporary = train_path.with_suffix(f".{self.owner['token']}.tmp")
+            temporary.write_text(text, encoding="utf-8")
+            temporary.replace(train_path)
+        self.backend = make_backend(self.loaded, train_path, self.workspace)
+        self.tracking_uri = self.config.tracking_uri or tracking_uri(self.workspace)
+        self.client = _client(self.tracking_uri)
+        self.experiment_id = experiment_id(self.client, self.config.name, self.workspace)
+        self.parent_run_id = self._parent_run()
+
+    def _parent_run(self) -> str:
+        """The sweep's MLflow run; concurrent starters agree on the earliest one."""
+        runs = self._sweep_runs()
+        created = None
+        if not runs:
+            created = self.client.create_run(
+                self.experiment_id,
+                run_name=self.config.name,
+                tags={
+                    "bao.role": "sweep",
+                    "bao.sweep": self.config.name,
+                    "bao.storage": self.study.url,
+                    "bao.fingerprint": self.config.fingerprint(),
+                },
+            ).info.run_id
+            runs = self._sweep_runs()
+        chosen = runs[0].info.run_id
+        if created is not None and created != chosen:
+            self.client.delete_run(created)  # another process created it first
+        if created == chosen:
+            self._record_config(chosen)
+        self.study.study.set_user_attr(PARENT_RUN_ATTR, chosen)
+        if self.leader:
+            self.client.update_run(chosen, status="RUNNING")
+        return chosen
+
+    def _sweep_runs(self) -> list[Any]:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string="tags.`bao.role` = 'sweep'",
+            max_results=100,
+        )
+        return sorted(runs, key=lambda run: (run.info.start_time, run.info.run_id))
+
+    def _record_config(self, run_id: str) -> None:
+        from bao.configuration import flatten
+        from bao.tracking import log_params
+
+        config = self.config.model_dump(mode="json")
+        log_params(self.client, run_id, flatten(config))
+        self.client.log_artifact(run_id, str(self.folder / "sweep.yaml"))
+        if self.loaded.train_config:
+            self.client.log_artifact(run_id, str(self.folder / "train.yaml"))
+
+    # ----------------------------------------------------------------------------- loop
+
+    def stop(self) -> None:
+        """Asks the loop to stop: running trials are terminated, failed as interrupted and
+        queued again, so a later run of the sweep redoes them."""
+        self.stop_event.set()
+
+    def run(self) -> SweepResult:
+        if not hasattr(self, "study"):
+            self.prepare()
+        self._recover_stale()
+        beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        beat.start()
+        last_recovery = time.monotonic()
+        idle_since: float | None = None
+        active: dict[Future[None], int] = {}
+        with ThreadPoolExecutor(self.jobs, thread_name_prefix="trial") as pool:
+            while True:
+                if self.stop_event.is_set():
+                    break
+                counts = self.study.counts()
+                self._check_failures(counts)
+                while len(active) < self.jobs and not self.stop_event.is_set():
+                    trial = self._claim()
+                    if trial is None:
+                        break
+                    active[pool.submit(self._execute, trial)] = trial.number
+                if not active:
+                    counts = self.study.counts()
+                    if counts["COMPLETE"] >= self.n_trials:
+                        break
+                    if counts["RUNNING"] or counts["WAITING"]:
+                        idle_since = None
+                    elif idle_since is None:
+                        idle_since = time.monotonic()
+                    elif time.monotonic() - idle_since > self.config.lease:
+                        log.warning("no trial to run and none running anywhere; leaving")
+                        break
+                    self.stop_event.wait(POLL_S)
+                else:
+                    done, _ = wait(active, timeout=POLL_S, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        active.pop(future)
+                        future.result()
+                    if done:
+                        self._report()
+                if time.monotonic() - last_recovery > self.config.heartbeat_interval:
+                    self._recover_stale()
+                    last_recovery = time.monotonic()
+            for future in active:  # stop requested: runs are terminating
+                future.result()
+        self._finish()
+        return self._result()
+
+    def _claim(self) -> optuna.Trial | None:
+        """The next trial for this process: a queued one (retries, pymoo generations)
+        first, else a new proposal while fewer than ``n_trials`` are done or under way."""
+        trial = pop_waiting(self.study, self.config)
+        if trial is not None:
+            return trial
+        counts = self.study.counts()
+        budget = self.n_trials - (counts["COMPLETE"] + counts["RUNNING"] + counts["WAITING"])
+        trial = self.driver.propose(self.study, budget, leader=self.leader)
+        if trial is None or not isinstance(self.driver, OptunaDriver):
+            return trial
+        # Another process may have asked at the same moment: the lower numbers win.
+        ahead = sum(
+            1
+            for t in self.study.trials()
+            if t.number < trial.number and t.state.name in ("COMPLETE", "RUNNING", "WAITING")
+        )
+        if ahead >= self.n_trials:
+            trial.set_user_attr(ATTR_REASON, "surplus: n_trials were already under way")
+            self.study.study.tell(trial, state=_state("FAIL"))
+            return None
+        return trial
+
+    def _check_failures(self, counts: Any) -> None:
+        failed = counts["FAIL"]
+        limit = self.config.max_failures or self.n_trials * (self.config.max_retries + 1)
+        hopeless = counts["COMPLETE"] == 0 and failed >= 2 * (self.config.max_retries + 1)
+        if failed >= limit or hopeless:
+            reasons = [
+                t.user_attrs.get(ATTR_REASON, "")
+                for t in self.study.trials()
+                if t.state.name == "FAIL"
+            ]
+            self.stop()
+            raise SweepAborted(
+                f"sweep {self.config.name!r} stopped after {failed} failed trial attempts "
+                f"({counts['COMPLETE']} complete); last reason: {reasons[-1] if reasons else '?'}",
+                fix="see each trial's failure_reason with bao-pareto status, fix the cause, "
+                "and re-run the sweep to resume",
+            )
+
+    # ---------------------------------------------------------------------------- trial
+
+    def _execute(self, trial: optuna.Trial) -> None:
+        number = trial.number
+        trial_id = self.study.trial_id(number)
+        attrs = dict(trial.user_attrs)
+        with self._owned_lock:
+            self._owned[number] = trial_id
+        self.study.storage.set_trial_system_attr(trial_id, OWNER_KEY, self.owner)
+        self.study.storage.set_trial_system_attr(trial_id, HEARTBEAT_KEY, time.time())
+        started = time.monotonic()
+        run_id = ""
+        try:
+            run_id = self._trial_run(trial, attrs)
+            trial.set_user_attr(ATTR_RUN_ID, run_id)
+            self._emit(f"trial {number} started")
+            values, extra = self._train_seeds(trial, run_id, started)
+            for key, value in extra.items():
+                trial.set_user_attr(key, value)
+            for constraint, violation in zip(
+                self.config.constraints, extra.get(ATTR_VIOLATIONS, []), strict=True
+            ):
+                trial.set_constraint(str(constraint), violation)  # what the samplers read
+            self.study.study.tell(trial, values)
+            self.client.set_terminated(run_id, status="FINISHED")
+            self._durations.append(time.monotonic() - started)
+            self._emit(f"trial {number} complete")
+        except TrialFailure as failure:
+            self._fail(trial, attrs, run_id, failure)
+        except Exception as error:  # a bug or an outage must not take the sweep down
+            log.exception("trial %d failed unexpectedly", number)
+            detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+            self._fail(trial, attrs, run_id, TrialFailure("error", detail))
+        finally:
+            with self._owned_lock:
+                self._owned.pop(number, None)
+
+    def _trial_run(self, trial: optuna.Trial, attrs: dict[str, Any]) -> str:
+        from bao.tracking import log_params
+
+        tags = {
+            "mlflow.parentRunId": self.parent_run_id,
+            "bao.role": "trial",
+            "bao.sweep": self.config.name,
+            "bao.trial_number": str(trial.number),
+            "bao.attempt": str(attrs.get(ATTR_ATTEMPT, 1)),
+            "bao.backend": self.config.backend.kind,
+        }
+        if ATTR_RETRY_OF in attrs:
+            tags["bao.retry_of"] = str(attrs[ATTR_RETRY_OF])
+        if ATTR_GENERATION in attrs:
+            tags["bao.generation"] = str(attrs[ATTR_GENERATION])
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"{self.config.name}-trial-{trial.number:04d}", tags=tags
+        )
+        run_id: str = run.info.run_id
+        log_params(self.client, run_id, {f"trial.{k}": v for k, v in trial.params.items()})
+        return run_id
+
+    def _train_seeds(
+        self, trial: optuna.Trial, run_id: str, started: float
+    ) -> tuple[list[float], dict[str, Any]]:
+        """Runs every training seed; returns the objective means and attributes to keep."""
+        seeds = self.config.training_seeds
+        deadline = started + self.config.trial_timeout
+        wanted = [o.metric for o in self.config.objectives]
+        wanted += [c.metric for c in self.config.constraints if c.metric not in wanted]
+        per_seed: list[dict[str, float]] = []
+        for seed in seeds:
+            seed_run = run_id
+            if len(seeds) > 1:
+                seed_run = self.client.create_run(
+                    self.experiment_id,
+                    run_name=f"{self.config.name}-trial-{trial.number:04d}-seed{seed}",
+                    tags={
+                        "mlflow.parentRunId": run_id,
+                        "bao.role": "seed",
+                        "bao.sweep": self.config.name,
+                        "bao.trial_number": str(trial.number),
+                        "bao.seed": str(seed),
+                    },
+                ).info.run_id
+            workdir = self.folder / "trials" / f"{trial.number:05d}" / f"seed-{seed}"
+            workdir.mkdir(parents=True, exist_ok=True)
+            request = RunRequest(
+                params=dict(trial.params),
+                seed=seed,
+                trial_number=trial.number,
+                run_id=seed_run,
+                workdir=workdir,
+            )
+            try:
+                metrics = self._run_backend(request, deadline)
+                missing = [m for m in wanted if m not in metrics]
+                if missing:
+                    raise TrialFailure(
+                        "missing_metrics",
+                        f"seed {seed}: the run logged no {', '.join(map(repr, missing))}",
+                    )
+                bad = [m for m in wanted if not math.isfinite(metrics[m])]
+                if bad:
+                    raise TrialFailure(
+                        "bad_metrics",
+                        f"seed {seed}: {', '.join(f'{m}={metrics[m]}' for m in bad)}",
+                    )
+            except TrialFailure as failure:
+                if seed_run != run_id:
+                    self._close_run(seed_run, failure)
+                raise
+            if seed_run != run_id:
+                self.client.set_terminated(seed_run, status="FINISHED")
+            per_seed.append(metrics)
+        return self._aggregate(run_id, per_seed, wanted)
+
+    def _aggregate(
+        self, run_id: str, per_seed: list[dict[str, float]], wanted: list[str]
+    ) -> tuple[list[float], dict[str, Any]]:
+        from mlflow.entities import Metric
+
+        seed_values = {m: [seed[m] for seed in per_seed] for m in wanted}
+        means = {m: math.fsum(v) / len(v) for m, v in seed_values.items()}
+        stderr = {
+            m: (statistics.stdev(v) / math.sqrt(len(v)) if len(v) > 1 else 0.0)
+            for m, v in seed_values.items()
+        }
+        if len(per_seed) > 1:
+            shared = set.intersection(*(set(seed) for seed in per_seed))
+            now = int(time.time() * 1000)
+            items = [
+                Metric(k, math.fsum(s[k] for s in per_seed) / len(per_seed), now, 0)
+                for k in sorted(shared)
+                if all(math.isfinite(s[k]) for s in per_seed)
+            ]
+            items += [Metric(f"{m}_stderr", stderr[m], now, 0) for m in wanted]
+            for start in range(0, len(items), 1000):
+                self.client.log_batch(run_id, metrics=items[start : start + 1000])
+        values = [means[o.metric] for o in self.config.objectives]
+        extra: dict[str, Any] = {ATTR_SEED_VALUES: seed_values, ATTR_STDERR: stderr}
+        if self.config.constraints:
+            extra[ATTR_VIOLATIONS] = [c.violation(means[c.metric]) for c in self.config.constraints]
+        return values, extra
+
+    def _run_backend(self, request: RunRequest, deadline: float) -> dict[str, float]:
+        launch = self.backend.launch(request)
+        env = {
+            **os.environ,
+            **launch.env,
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "MLFLOW_RUN_ID": request.run_id,
+            "BAO_PARETO_HOME": str(self.workspace),
+            "PYTHONUNBUFFERED": "1",
+        }
+        log_path = request.workdir / "run.log"
+        log.info("trial %d seed %d: %s", request.trial_number, request.seed, launch.argv)
+        try:
+            with log_path.open("wb") as output:
+                process = subprocess.Popen(  # noqa: S603 - an argv list, never a shell
+                    launch.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=launch.cwd,
+                    start_new_session=True,  # the terminal's Ctrl-C reaches only the sweep
+                    preexec_fn=_die_with_parent(),  # noqa: PLW1509 - async-signal-safe prctl
+                )
+        except OSError as error:
+            raise TrialFailure("error", f"cannot start {launch.argv[0]!r}: {error}") from None
+        try:
+            code = self._wait(process, deadline)
+        finally:
+            self._attach_log(request.run_id, log_path)
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else -code
+            raise TrialFailure("killed", f"the run was killed by {name}")
+        if code != 0:
+            raise TrialFailure("exit_code", f"exit status {code}: {_last_line(log_path)}")
+        return self.backend.collect(request, self.client)
+
+    def _wait(self, process: subprocess.Popen[bytes], deadline: float) -> int:
+        while True:
+            try:
+                return process.wait(timeout=POLL_S)
+            except subprocess.TimeoutExpired:
+                pass
+            if self.stop_event.is_set():
+                _terminate(process)
+                raise TrialFailure("interrupted", "the sweep was stopped during this trial")
+            if time.monotonic() > deadline:
+                _terminate(process)
+                raise TrialFailure(
+                    "timeout", f"the trial ran past trial_timeout={self.config.trial_timeout:g} s"
+                )
+
+    def _attach_log(self, run_id: str, log_path: Path) -> None:
+        try:
+            self.client.log_artifact(run_id, str(log_path), artifact_path="logs")
+        except Exception:  # the log is a convenience; losing it must not fail the trial
+            log.warning("could not attach %s to run %s", log_path, run_id, exc_info=True)
+
+    # -------------------------------------------------------------------------- failure
+
+    def _fail(
+        self, trial: optuna.Trial, attrs: dict[str, Any], run_id: str, failure: TrialFailure
+    ) -> None:
+        reason = str(failure)
+        log.warning("trial %d failed: %s", trial.number, reason)
+        # The retry is queued before the attempt is marked failed, so a pymoo generation
+        # never looks finished in between.
+        self._enqueue_retry(trial.number, dict(trial.params), attrs)
+        trial.set_user_attr(ATTR_REASON, reason)
+        with contextlib.suppress(Exception):
+            self.study.study.tell(trial, state=_state("FAIL"))
+        if run_id:
+            self._close_run(run_id, failure)
+        self._emit(f"trial {trial.number} failed ({failure.code})")
+
+    def _close_run(self, run_id: str, failure: TrialFailure) -> None:
+        status = "KILLED" if failure.code in ("interrupted", "stale") else "FAILED"
+        try:
+            self.client.set_tag(run_id, "bao.failure_reason", str(failure)[:5000])
+            self.client.set_terminated(run_id, status=status)
+        except Exception:
+            log.warning("could not close MLflow run %s", run_id, exc_info=True)
+
+    def _enqueue_retry(self, number: int, params: dict[str, Any], attrs: dict[str, Any]) -> None:
+        attempt = int(attrs.get(ATTR_ATTEMPT, 1))
+        if attempt > self.config.max_retries:
+            log.warning("trial %d: no retries left (%d attempts)", number, attempt)
+            return
+        retry = {ATTR_ATTEMPT: attempt + 1, ATTR_RETRY_OF: number}
+        for key in (ATTR_GENERATION, ATTR_INDEX):
+            if key in attrs:
+                retry[key] = attrs[key]
+        self.study.study.enqueue_trial(params, user_attrs=retry)
+
+    def _recover_stale(self) -> None:
+        """Fails and requeues RUNNING trials whose owner is gone or silent past the lease."""
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        now = time.time()
+        for frozen in self.study.study.get_trials(deepcopy=False, states=(_state("RUNNING"),)):
+            why = self._stale_reason(frozen, now)
+            if why is None:
+                continue
+            trial_id = self.study.trial_id(frozen.number)
+            try:
+                self.study.storage.set_trial_state_values(trial_id, _state("FAIL"))
+            except UpdateFinishedTrialError:
+                continue  # finished, or another process recovered it first
+            failure = TrialFailure("stale", why)
+            self.study.storage.set_trial_user_attr(trial_id, ATTR_REASON, str(failure))
+            log.warning("trial %d: %s; retrying", frozen.number, why)
+            self._enqueue_retry(frozen.number, dict(frozen.params), dict(frozen.user_attrs))
+            run_id = frozen.user_attrs.get(ATTR_RUN_ID)
+            if run_id:
+                self._close_run(str(run_id), failure)
+                for child in self.client.search_runs(
+                    [self.experiment_id],
+                    filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'",
+                ):
+                    if child.info.status == "RUNNING":
+                        self._close_run(child.info.run_id, failure)
+
+    def _stale_reason(self, frozen: FrozenTrial, now: float) -> str | None:
+        owner = frozen.system_attrs.get(OWNER_KEY) or {}
+        if owner.get("token") == self.owner["token"]:
+            return None
+        alive = _owner_alive(owner) if owner else None
+        where = f"{owner.get('host')}:{owner.get('pid')}" if owner else "an unknown process"
+        if alive is False:
+            return f"its process {where} is gone"
+        start = frozen.datetime_start.timestamp() if frozen.datetime_start else now
+        beat = float(frozen.system_attrs.get(HEARTBEAT_KEY, start))
+        if alive is None and now - beat > self.config.lease:
+            return f"no heartbeat from {where} for {now - beat:.0f} s (lease {self.config.lease:g} s)"
+        return None
+
+    def _heartbeat_loop(self) -> None:
+        while not self.stop_event.wait(self.config.heartbeat_interval):
+            with self._owned_lock:
+                owned = list(self._owned.values())
+            for trial_id in owned:
+                try:
+                    self.study.storage.set_trial_system_attr(trial_id, HEARTBEAT_KEY, time.time())
+                except Exception:  # finished meanwhile, or a storage hiccup: next beat
+                    log.debug("heartbeat for trial id %d failed", trial_id, exc_info=True)
+
+    # --------------------------------------------------------------------------- report
+
+    def _emit(self, event: str) -> None:
+        self._last_event = event
+        self._report()
+
+    def _report(self) -> None:
+        if self.on_progress is None:
+            return
+        counts = self.study.counts()
+        remaining = max(0, self.n_trials - counts["COMPLETE"])
+        eta = None
+        if self._durations:
+            eta = remaining * statistics.fmean(self._durations) / self.jobs
+        self.on_progress(
+            SweepProgress(
+                n_trials=self.n_trials,
+                complete=counts["COMPLETE"],
+                running=counts["RUNNING"],
+                waiting=counts["WAITING"],
+                failed=counts["FAIL"],
+                front=[(t.number, list(t.values)) for t in self._front()],
+                elapsed_s=time.monotonic() - self._started,
+                eta_s=eta,
+                last_event=self._last_event,
+            )
+        )
+
+    def _front(self) -> list[FrozenTrial]:
+        """Optuna's Pareto front of the complete trials (feasible ones, with constraints)."""
+        if not any(t.state.name == "COMPLETE" for t in self.study.trials()):
+            return []
+        return sorted(self.study.study.best_trials, key=lambda t: t.number)
+
+    def _finish(self) -> None:
+        import json
+        import tempfile
+
+        counts = self.study.counts()
+        done = counts["COMPLETE"] >= self.n_trials
+        state = self.driver.state(self.study)
+        summary = {
+            "n_trials": self.n_trials,
+            "complete": counts["COMPLETE"],
+            "failed": counts["FAIL"],
+            "driver": state,
+            "pareto_trials": [t.number for t in self._front()],
+        }
+        try:
+            for key in ("COMPLETE", "FAIL"):
+                metric = f"sweep/{key.lower()}"
+                self.client.log_metric(self.parent_run_id, metric, float(counts[key]))
+            self.client.set_tag(self.parent_run_id, "bao.driver_state", json.dumps(state))
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "summary.json"
+                path.write_text(json.dumps(summary, indent=2))
+                self.client.log_artifact(self.parent_run_id, str(path))
+            if done:
+                self.client.set_terminated(self.parent_run_id, status="FINISHED")
+            elif self.leader and self.stop_event.is_set():
+                self.client.set_terminated(self.parent_run_id, status="KILLED")
+        except Exception:
+            log.warning("could not write the sweep summary to MLflow", exc_info=True)
+
+    def _result(self) -> SweepResult:
+        counts = self.study.counts()
+        return SweepResult(
+            name=self.config.name,
+            complete=counts["COMPLETE"],
+            failed=counts["FAIL"],
+            interrupted=self.stop_event.is_set() and counts["COMPLETE"] < self.n_trials,
+            parent_run_id=self.parent_run_id,
+            storage_url=self.study.url,
+            front=[(t.number, dict(t.params), list(t.values)) for t in self._front()],
+        )
+
+
+def _state(name: str) -> Any:
+    from optuna.trial import TrialState
+
+    return TrialState[name]
+
+
+def _client(uri: str) -> MlflowClient:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the run's process group, SIGKILL after a grace period."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
+    except OSError:
+        return "(no log)"
+    lines = [line for line in lines if line]
+    return lines[-1][:300] if lines else "(no output)"

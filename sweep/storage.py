@@ -1,0 +1,198 @@
+"""Where a sweep lives: its Optuna storage and its folder in the workspace.
+
+``<workspace>/sweeps/<name>/`` holds ``sweep.yaml`` (the resolved config, the storage URL
+and the training config every trial starts from) and, by default, the SQLite Optuna storage
+``optuna.db``. Other storages: ``postgresql://``/``mysql://`` URLs (many machines), or
+``journal:PATH`` (an append-only file, on a shared file system for many machines; relative
+paths are inside the workspace). ``status``, ``front`` and the dashboard find a sweep by
+its name through ``sweep.yaml``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from bao.configuration import ConfigError
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.samplers import BaseSampler
+    from optuna.storages import BaseStorage
+    from optuna.trial import FrozenTrial
+
+    from sweep.config import LoadedSweep
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "sweep.yaml"
+FINGERPRINT_ATTR = "fingerprint"
+N_TRIALS_ATTR = "n_trials"
+"""Study attribute: the ``n_trials`` the sweep was last run to (``--n-trials`` included)."""
+SQLITE_TIMEOUT_S = 60
+"""SQLite waits this long for a lock: several processes write one file during a sweep."""
+
+
+def sweep_dir(workspace: Path, name: str) -> Path:
+    return workspace / "sweeps" / name
+
+
+def storage_url(loaded: LoadedSweep, workspace: Path) -> str:
+    """The configured storage, or the workspace's SQLite file for this sweep."""
+    url = loaded.config.storage
+    if url is None:
+        return f"sqlite:///{sweep_dir(workspace, loaded.config.name) / 'optuna.db'}"
+    if url.startswith("journal:"):
+        path = Path(url.removeprefix("journal:").removeprefix("//"))
+        return f"journal:{path if path.is_absolute() else (workspace / path).resolve()}"
+    return url
+
+
+def open_storage(url: str) -> BaseStorage:
+    """An Optuna storage for ``url``; one line naming the URL when it cannot be opened."""
+    import optuna
+
+    try:
+        if url.startswith("journal:"):
+            from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+            path = Path(url.removeprefix("journal:"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(str(path)))
+        engine_kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite:"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
+        else:
+            engine_kwargs["pool_pre_ping"] = True  # servers drop idle connections
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except (ImportError, ValueError, OSError) as error:
+        raise ConfigError(
+            f"cannot open the Optuna storage {url!r} ({error})",
+            fix="check the storage URL and that its database driver is installed",
+        ) from None
+    except Exception as error:  # SQLAlchemy's OperationalError and friends
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(
+            f"cannot open the Optuna storage {url!r} ({first})",
+            fix="check that the database server is up and the URL's credentials",
+        ) from None
+
+
+@dataclass
+class SweepStudy:
+    """The sweep's Optuna study with the storage handle the sweep needs alongside it."""
+
+    study: optuna.Study
+    storage: BaseStorage
+    url: str
+
+    @property
+    def study_id(self) -> int:
+        return self.storage.get_study_id_from_name(self.study.study_name)
+
+    def trial_id(self, number: int) -> int:
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+
+    def trials(self) -> list[FrozenTrial]:
+        return self.study.get_trials(deepcopy=False)
+
+    def counts(self) -> Counter[str]:
+        """Trials by state name (COMPLETE, RUNNING, WAITING, FAIL, PRUNED)."""
+        return Counter(trial.state.name for trial in self.trials())
+
+
+def open_study(
+    loaded: LoadedSweep,
+    workspace: Path,
+    sampler: BaseSampler,
+    *,
+    create: bool = True,
+    url: str | None = None,
+) -> SweepStudy:
+    """Creates or joins the sweep's study; refuses a study made from a different config."""
+    import optuna
+
+    config = loaded.config
+    url = url or storage_url(loaded, workspace)
+    storage = open_storage(url)
+    directions = [objective.direction for objective in config.objectives]
+    try:
+        if create:
+            study = optuna.create_study(
+                study_name=config.name,
+                storage=storage,
+                sampler=sampler,
+                directions=directions,
+                load_if_exists=True,
+            )
+        else:
+            study = optuna.load_study(study_name=config.name, storage=storage, sampler=sampler)
+    except KeyError:
+        raise ConfigError(
+            f"no sweep named {config.name!r} in {url}", fix="start it with bao-pareto sweep"
+        ) from None
+    if [d.name.lower() for d in study.directions] != directions:
+        raise ConfigError(
+            f"sweep {config.name!r} already exists in {url} with other objectives",
+            fix="give the new sweep another name, or restore the old objectives",
+        )
+    fingerprint = config.fingerprint()
+    stored = study.user_attrs.get(FINGERPRINT_ATTR)
+    if stored is None:
+        study.set_user_attr(FINGERPRINT_ATTR, fingerprint)
+    elif stored != fingerprint:
+        raise ConfigError(
+            f"sweep {config.name!r} already exists in {url} with a different search space, "
+            "objectives, driver or training config",
+            fix="give the changed sweep a new name (only n_trials, jobs, timeouts and retries "
+            "may change on resume)",
+        )
+    return SweepStudy(study=study, storage=storage, url=url)
+
+
+def write_manifest(loaded: LoadedSweep, workspace: Path, url: str) -> Path:
+    """``sweeps/<name>/sweep.yaml``: everything ``status`` and ``front`` need to find it."""
+    folder = sweep_dir(workspace, loaded.config.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "name": loaded.config.name,
+        "storage": url,
+        "source": loaded.source,
+        "base_dir": loaded.base_dir,
+        "config": loaded.config.model_dump(mode="json"),
+        "train_config": loaded.train_config,
+        "metric_names": loaded.metric_names,
+    }
+    path = folder / MANIFEST
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
+    temporary.replace(path)  # readers never see half a file
+    return path
+
+
+def read_manifest(workspace: Path, name: str) -> tuple[LoadedSweep, str]:
+    """The sweep called ``name`` in ``workspace``: its config and its storage URL."""
+    from sweep.config import LoadedSweep, SweepConfig
+
+    path = sweep_dir(workspace, name) / MANIFEST
+    if not path.is_file():
+        known = sorted(p.parent.name for p in (workspace / "sweeps").glob(f"*/{MANIFEST}"))
+        raise ConfigError(
+            f"no sweep named {name!r} in workspace {str(workspace)!r}",
+            fix=f"known sweeps: {', '.join(known)}" if known else "run bao-pareto sweep first",
+        )
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    loaded = LoadedSweep(
+        config=SweepConfig.model_validate(data["config"]),
+        source=data["source"],
+        base_dir=data["base_dir"],
+        train_config=data.get("train_config") or {},
+        metric_names=data.get("metric_names") or [],
+    )
+    return loaded, str(data["storage"])

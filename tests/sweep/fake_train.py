@@ -1,0 +1,55 @@
+"""A stand-in training script for the command backend: fast, and able to fail on request.
+
+Objectives of a two-variable problem with a known front (f1 = x, f2 = 1 - sqrt(x) + y) and a
+constraint metric g = y; ``--mode`` picks a behaviour: ok, fail (exit 3), hang, nan,
+no-metrics, not-json, flaky (fails the first attempt of each trial, then works).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    for name in ("--mode", "--x", "--y", "--seed", "--trial", "--out", "--state"):
+        parser.add_argument(name, required=True)
+    args = parser.parse_args()
+    x, y, seed = float(args.x), float(args.y), int(args.seed)
+    print(f"training x={x} y={y} seed={seed}", flush=True)
+    state = Path(args.state)
+    state.mkdir(parents=True, exist_ok=True)
+    if args.mode == "fail":
+        print("CUDA error: out of memory (simulated)", file=sys.stderr)
+        return 3
+    if args.mode == "hang":
+        time.sleep(3600)
+    if args.mode == "flaky":
+        marker = state / f"params-{x}-{y}"
+        if not marker.exists():
+            marker.touch()
+            print("first attempt crashes (simulated)", file=sys.stderr)
+            return 1
+    if args.mode == "slow":
+        time.sleep(2.0)
+    if args.mode == "no-metrics":
+        return 0
+    out = Path(args.out)
+    if args.mode == "not-json":
+        out.write_text("{not json")
+        return 0
+    noise = 0.01 * seed
+    metrics = {"f1": x + noise, "f2": 1.0 - math.sqrt(x) + y + noise, "g": y}
+    if args.mode == "nan":
+        metrics["f1"] = float("nan")
+    out.write_text(json.dumps(metrics))  # NaN is written as NaN, which json reads back
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
