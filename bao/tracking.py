@@ -43,17 +43,31 @@ def tracking_uri(workspace: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workspace / 'mlflow.db'}"
 
 
-def mlflow_client(workspace: Path) -> MlflowClient:
-    """A client on the workspace's tracking store (quiet: no MLflow banners on stdout)."""
+def mlflow_client(workspace: Path, uri: str | None = None) -> MlflowClient:
+    """A client on the workspace's tracking store (quiet: no MLflow banners on stdout).
+
+    The first use of a SQLite store creates and migrates its tables; processes that start
+    together (a sweep's workers) would race on that, so it happens under a workspace lock.
+    """
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # Usage telemetry would try the network on every run; trials must not depend on it.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    uri = tracking_uri(workspace)
+    uri = uri or tracking_uri(workspace)
     mlflow.set_tracking_uri(uri)
-    return MlflowClient(tracking_uri=uri)
+    if not uri.startswith("sqlite:"):
+        return MlflowClient(tracking_uri=uri)
+    with workspace_lock(workspace):  # creating the client creates the tables
+        return MlflowClient(tracking_uri=uri)
+
+
+def workspace_lock(workspace: Path, name: str = "setup") -> Any:
+    """An inter-process lock file in the workspace, for one-time set-up steps."""
+    from filelock import FileLock
+
+    return FileLock(str(workspace / f".{name}.lock"), timeout=300)
 
 
 def experiment_id(client: MlflowClient, name: str, workspace: Path) -> str:

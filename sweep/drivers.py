@@ -102,8 +102,12 @@ class Driver(ABC):
         self.config = config
 
     @abstractmethod
-    def sampler(self) -> BaseSampler:
-        """The Optuna sampler of the study (what ``study.ask`` samples new trials with)."""
+    def sampler(self, stream: int = 0) -> BaseSampler:
+        """The Optuna sampler of the study (what ``study.ask`` samples new trials with).
+
+        ``stream`` 0 is the configured seed. A resumed sweep or a worker passes another
+        stream: a sampler seeded afresh would otherwise draw the very points it drew before.
+        """
 
     @abstractmethod
     def propose(self, study: SweepStudy, budget: int, *, leader: bool) -> optuna.Trial | None:
@@ -133,11 +137,13 @@ def make_driver(config: SweepConfig) -> Driver:
 class OptunaDriver(Driver):
     """One of Optuna's samplers, configured from ``driver``."""
 
-    def sampler(self) -> BaseSampler:
+    def sampler(self, stream: int = 0) -> BaseSampler:
         import optuna
 
         driver = self.config.driver
-        seed = self.config.driver_seed
+        # Sobol points are indexed by trial number, so QMC keeps one scramble everywhere.
+        keep = driver.algorithm == "qmc" or stream == 0
+        seed = self.config.driver_seed if keep else (self.config.driver_seed + stream) % 2**32
         # Constraints reach the samplers through Trial.set_constraint (set by the runner).
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -197,7 +203,7 @@ class PymooDriver(Driver):
         self.n_constr = len(config.constraints) + 1 if self.handles_constraints else 0
         self.generation = 0
 
-    def sampler(self) -> BaseSampler:
+    def sampler(self, stream: int = 0) -> BaseSampler:
         import optuna
 
         # Never used to sample: every pymoo trial is enqueued with its parameters fixed.

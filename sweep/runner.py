@@ -197,14 +197,24 @@ class SweepRunner:
 
     def prepare(self) -> None:
         """Opens (or creates) the study, the manifest and the sweep's MLflow run."""
-        from bao.tracking import experiment_id, tracking_uri
+        from bao.tracking import experiment_id, mlflow_client, tracking_uri
 
-        self.study = open_study(self.loaded, self.workspace, self.driver.sampler())
+        from bao.tracking import workspace_lock
+
+        with workspace_lock(self.workspace):  # concurrent starters create tables once
+            self.study = open_study(self.loaded, self.workspace, self.driver.sampler())
+        existing = len(self.study.trials())
+        if existing or not self.leader:
+            # Same seed, same proposals holds for a sweep run start to finish by one
+            # process; a resumed sweep or a worker continues on a stream of its own.
+            stream = 1 + existing + (0 if self.leader else int(self.owner["token"][:8], 16))
+            self.study.study.sampler = self.driver.sampler(stream)
         write_manifest(self.loaded, self.workspace, self.study.url)
-        if self.leader:
+        target = self.study.study.user_attrs.get(N_TRIALS_ATTR)
+        if not self.leader and self._n_trials_given is None and target is not None:
+            self.n_trials = int(target)  # a worker follows the sweep's own target
+        elif self.leader or self._n_trials_given is not None or target is None:
             self.study.study.set_user_attr(N_TRIALS_ATTR, self.n_trials)
-        elif self._n_trials_given is None:  # a worker follows the sweep's own target
-            self.n_trials = int(self.study.study.user_attrs.get(N_TRIALS_ATTR, self.n_trials))
         train_path = self.folder / "train.yaml"
         if self.loaded.train_config:
             text = yaml.safe_dump(self.loaded.train_config, sort_keys=False)
@@ -213,7 +223,7 @@ class SweepRunner:
             temporary.replace(train_path)
         self.backend = make_backend(self.loaded, train_path, self.workspace)
         self.tracking_uri = self.config.tracking_uri or tracking_uri(self.workspace)
-        self.client = _client(self.tracking_uri)
+        self.client = mlflow_client(self.workspace, self.tracking_uri)
         self.experiment_id = experiment_id(self.client, self.config.name, self.workspace)
         self.parent_run_id = self._parent_run()
 
@@ -574,7 +584,8 @@ class SweepRunner:
         self._emit(f"trial {trial.number} failed ({failure.code})")
 
     def _close_run(self, run_id: str, failure: TrialFailure) -> None:
-        status = "KILLED" if failure.code in ("interrupted", "stale") else "FAILED"
+        # KILLED: the user stopped it; FAILED: it broke, or the process running it died.
+        status = "KILLED" if failure.code == "interrupted" else "FAILED"
         try:
             self.client.set_tag(run_id, "bao.failure_reason", str(failure)[:5000])
             self.client.set_terminated(run_id, status=status)
@@ -602,12 +613,13 @@ class SweepRunner:
             if why is None:
                 continue
             trial_id = self.study.trial_id(frozen.number)
+            failure = TrialFailure("stale", why)
             try:
+                # Attributes of a finished trial are frozen: the reason goes first.
+                self.study.storage.set_trial_user_attr(trial_id, ATTR_REASON, str(failure))
                 self.study.storage.set_trial_state_values(trial_id, _state("FAIL"))
             except UpdateFinishedTrialError:
                 continue  # finished, or another process recovered it first
-            failure = TrialFailure("stale", why)
-            self.study.storage.set_trial_user_attr(trial_id, ATTR_REASON, str(failure))
             log.warning("trial %d: %s; retrying", frozen.number, why)
             self._enqueue_retry(frozen.number, dict(frozen.params), dict(frozen.user_attrs))
             run_id = frozen.user_attrs.get(ATTR_RUN_ID)
@@ -725,14 +737,6 @@ def _state(name: str) -> Any:
     from optuna.trial import TrialState
 
     return TrialState[name]
-
-
-def _client(uri: str) -> MlflowClient:
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
 
 
 def _terminate(process: subprocess.Popen[bytes]) -> None:
