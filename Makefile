@@ -15,7 +15,7 @@ BIN := $(VENV)/bin
 .PHONY: help install install-dev demo test lint format bench clean
 
 help:
-	@echo "make demo    set up .venv and run the embedded-default demo"
+	@echo "make demo    set up .venv and run the quickstart sweep (simulator backend)"
 	@echo "make test    set up .venv with dev extras and run the test suite"
 	@echo "make lint    ruff (lint + format check) and mypy on the packages"
 	@echo "make bench   run the benchmarks in benchmarks/"
@@ -38,9 +38,12 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
+# The quickstart sweep: 24 simulator trainings over lambda, alpha and beta (about 6 minutes on
+# 2 cores); it prints the Pareto front and the commands that open the results. Re-running it
+# resumes the same sweep in ./bao-runs (a finished sweep returns at once).
 demo: install
 	$(BIN)/bao-pareto baselines --n-tasks 200 --seed 0
-	$(BIN)/bao-pareto train configs/sim.yaml
+	$(BIN)/bao-pareto sweep configs/quickstart.yaml
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -118,6 +118,11 @@ def _train_parser() -> argparse.ArgumentParser:
         "--workspace", help="MLflow database and artifacts (default $BAO_PARETO_HOME or ./bao-runs)"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    parser.add_argument(
+        "--metrics-file",
+        metavar="PATH",
+        help="also write that JSON object to PATH (what the sweep's command backend reads)",
+    )
     return parser
 
 
@@ -170,7 +175,7 @@ def _train(args: argparse.Namespace) -> int:
             (Path(folder) / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
             client.log_artifact(run_id, str(Path(folder) / "trajectories.jsonl"))
             client.log_artifact(run_id, str(Path(folder) / "config.yaml"))
-        _log_policy(run_id, result.policy)
+        _log_policy(client.tracking_uri, run_id, result.policy)
     except BaseException:
         if not attached:
             client.set_terminated(run_id, status="FAILED")
@@ -178,8 +183,11 @@ def _train(args: argparse.Namespace) -> int:
     if not attached:
         client.set_terminated(run_id, status="FINISHED")
     final = {f"eval/{key}": value for key, value in result.metrics.items()}
+    document = {"run_id": run_id, "seconds": round(result.seconds, 3), **final}
+    if args.metrics_file:
+        Path(args.metrics_file).write_text(json.dumps(document), encoding="utf-8")
     if args.json:
-        print(json.dumps({"run_id": run_id, "seconds": round(result.seconds, 3), **final}))
+        print(json.dumps(document))
     else:
         keys = ["pass_at_u_1", "pass_at_u_3", "score", "user_involvement_rate", "no_answer_rate"]
         before = ", ".join(f"{k} {result.initial_metrics[k]:.3f}" for k in keys)
@@ -190,15 +198,16 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _log_policy(run_id: str, policy: object) -> None:
+def _log_policy(uri: str, run_id: str, policy: object) -> None:
     """The trained policy as an MLflow PyTorch model (requirements given, not inferred)."""
     import mlflow
     import numpy as np
     import torch
 
     from bao.sim.policy import N_FEATURES
+    from bao.tracking import fluent_tracking
 
-    with mlflow.start_run(run_id=run_id):
+    with fluent_tracking(uri), mlflow.start_run(run_id=run_id):
         mlflow.pytorch.log_model(
             policy,
             name="policy",

@@ -47,10 +47,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Applies ``a.b.c=value`` overrides; values are parsed as YAML (``0.1``, ``true``, ``[1, 2]``).
 
+    A number indexes a list (``objectives.0.metric=eval/score``), and keys that contain dots
+    themselves are matched whole (``search_space.shaping.user_lambda.high=0.3``).
     Intermediate mappings are created as needed; a typo still fails validation afterwards,
     because the models forbid unknown keys.
     """
-    result = _deep_copy(data)
+    result: dict[str, Any] = _deep_copy(data)
     for override in overrides:
         key, separator, text = override.partition("=")
         key = key.strip()
@@ -63,25 +65,50 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
             value = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError:
             value = text
-        node: dict[str, Any] = result
-        parts = key.split(".")
-        for depth, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(
-                    f"override {override!r}: {'.'.join(parts[: depth + 1])} is not a section",
-                    value=child,
-                    fix="override the value itself, not a key inside it",
-                )
-            node = child
-        node[parts[-1]] = value
+        _set_path(result, key.split("."), value, override)
     return result
 
 
-def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+def _set_path(root: dict[str, Any], parts: list[str], value: Any, override: str) -> None:
+    node: Any = root
+    done: list[str] = []
+    while parts:
+        if isinstance(node, list):
+            index = int(parts[0]) if parts[0].isdigit() else -1
+            if not 0 <= index < len(node):
+                raise ConfigError(
+                    f"override {override!r}: {'.'.join(done)} is a list of {len(node)} items "
+                    f"and {parts[0]!r} is not an index of it",
+                    fix=f"use an index from 0 to {len(node) - 1}",
+                )
+            step: int | str = index
+            parts = parts[1:]
+        elif isinstance(node, dict):
+            # The longest run of parts that is an existing key: keys may contain dots.
+            size = next((n for n in range(len(parts), 1, -1) if ".".join(parts[:n]) in node), 1)
+            step, parts = ".".join(parts[:size]), parts[size:]
+        else:
+            raise ConfigError(
+                f"override {override!r}: {'.'.join(done)} is not a section",
+                value=node,
+                fix="override the value itself, not a key inside it",
+            )
+        done.append(str(step))
+        if not parts:
+            node[step] = value
+            return
+        child = node.get(step) if isinstance(node, dict) else node[int(step)]
+        if child is None:
+            child = node[step] = {}
+        node = child
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, Mapping):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
 
 
 def validate(model: type[ModelT], data: Mapping[str, Any], *, source: str) -> ModelT:

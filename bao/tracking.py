@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,15 +53,36 @@ def mlflow_client(workspace: Path, uri: str | None = None) -> MlflowClient:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # Usage telemetry would try the network on every run; trials must not depend on it.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    import mlflow
     from mlflow.tracking import MlflowClient
 
     uri = uri or tracking_uri(workspace)
-    mlflow.set_tracking_uri(uri)
     if not uri.startswith("sqlite:"):
         return MlflowClient(tracking_uri=uri)
     with workspace_lock(workspace):  # creating the client creates the tables
         return MlflowClient(tracking_uri=uri)
+
+
+@contextmanager
+def fluent_tracking(uri: str) -> Iterator[None]:
+    """Points MLflow's fluent API (``mlflow.start_run``...) at ``uri`` for a block.
+
+    ``mlflow.set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI`` to the environment;
+    both are restored afterwards, so a long-lived process (a sweep, a test session) does not
+    send later runs to this store.
+    """
+    import mlflow
+
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+        if saved is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
 def workspace_lock(workspace: Path, name: str = "setup") -> Any:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 
-class TrialFailure(Exception):
+class TrialError(Exception):
     """A training run that did not produce usable metrics.
 
     ``code`` is one of ``exit_code``, ``killed``, ``timeout``, ``interrupted``,
@@ -74,7 +74,7 @@ class Backend(ABC):
 
     @abstractmethod
     def collect(self, request: RunRequest, client: MlflowClient) -> dict[str, float]:
-        """The run's metrics after it exited with status 0 (raises :class:`TrialFailure`)."""
+        """The run's metrics after it exited with status 0 (raises :class:`TrialError`)."""
 
 
 def make_backend(loaded: LoadedSweep, train_config_path: Path, workspace: Path) -> Backend:
@@ -131,6 +131,7 @@ class CommandLineBackend(Backend):
             "run_id": request.run_id,
             "workdir": str(request.workdir),
             "metrics_file": str(self.metrics_path(request)),
+            "python": sys.executable,
         }
         argv = [substitute(item, values) for item in self.settings.argv]
         cwd = Path(self.loaded.base_dir) / (self.settings.cwd or ".")
@@ -141,20 +142,22 @@ class CommandLineBackend(Backend):
 
         path = self.metrics_path(request)
         if not path.is_file():
-            raise TrialFailure(
+            raise TrialError(
                 "missing_metrics", f"the command exited 0 but wrote no metrics file {path}"
             )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise TrialFailure("bad_metrics", f"{path} is not valid JSON ({error})") from None
+            raise TrialError("bad_metrics", f"{path} is not valid JSON ({error})") from None
         if not isinstance(data, dict):
-            raise TrialFailure("bad_metrics", f"{path} must hold a JSON object of metric: number")
-        metrics: dict[str, float] = {}
-        for key, value in data.items():
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise TrialFailure("bad_metrics", f"{path}: metric {key!r} is not a number")
-            metrics[str(key)] = float(value)
+            raise TrialError("bad_metrics", f"{path} must hold a JSON object of metric: number")
+        # Other entries (a run id, a checkpoint path) may sit beside the numbers; an
+        # objective that is not a number is then reported as missing.
+        metrics = {
+            str(key): float(value)
+            for key, value in data.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        }
         now = _now_ms()
         items = [Metric(k, v, now, 0) for k, v in metrics.items() if math.isfinite(v)]
         for start in range(0, len(items), 1000):

@@ -97,9 +97,10 @@ def _sweep(args: argparse.Namespace, *, leader: bool) -> int:
 
     loaded = load_sweep_config(args.config, args.overrides)
     workspace = resolve_workspace(args.workspace)
-    if getattr(args, "resume", False) and not (
-        sweep_dir(workspace, loaded.config.name) / "sweep.yaml"
-    ).is_file():
+    if (
+        getattr(args, "resume", False)
+        and not (sweep_dir(workspace, loaded.config.name) / "sweep.yaml").is_file()
+    ):
         from bao.configuration import ConfigError
 
         raise ConfigError(
@@ -284,4 +285,3 @@ def _print_status(
             reasons.get(trial["number"]) or trial["mlflow_run_id"] or "",
         )
     console.print(table)
-

@@ -206,8 +206,8 @@ class CommandBackend(_Model):
     Placeholders: each search-space path (``{shaping.user_lambda}``), ``{seed}``,
     ``{trial}`` (the trial number), ``{run_id}`` (the MLflow run to log into, also in
     ``$MLFLOW_RUN_ID``), ``{workdir}`` (a fresh folder for this run) and ``{metrics_file}``
-    (where the command writes a JSON object of metric name -> number). ``{{``/``}}`` are
-    literal braces.
+    (where the command writes a JSON object of metric name -> number), ``{python}`` (the
+    interpreter running the sweep). ``{{``/``}}`` are literal braces.
     """
 
     kind: Literal["command"]
@@ -318,9 +318,11 @@ class SweepConfig(_Model):
 
 
 def _param_from(spec: Mapping[str, Any]) -> FloatParam | IntParam | CategoricalParam:
-    kind = spec["type"]
-    model = {"float": FloatParam, "int": IntParam, "categorical": CategoricalParam}[kind]
-    return model.model_validate(spec)
+    if spec["type"] == "float":
+        return FloatParam.model_validate(spec)
+    if spec["type"] == "int":
+        return IntParam.model_validate(spec)
+    return CategoricalParam.model_validate(spec)
 
 
 # ---------------------------------------------------------------------------------- loading
@@ -365,12 +367,11 @@ def check_against_backend(config: SweepConfig, source: Path) -> LoadedSweep:
                     f"{source}: {key}: the {config.backend.kind} backend does not log {metric!r}",
                     fix=f"use one of {_suggest(metric, names)}",
                 )
-    if config.driver.library == "pymoo" and config.driver.algorithm == "moead":
-        if config.constraints:
-            raise ConfigError(
-                f"{source}: constraints: pymoo's moead does not handle constraints",
-                fix="use driver.algorithm nsga2 or nsga3, or remove the constraints",
-            )
+    if config.driver.algorithm == "moead" and config.constraints:
+        raise ConfigError(
+            f"{source}: constraints: pymoo's moead does not handle constraints",
+            fix="use driver.algorithm nsga2 or nsga3, or remove the constraints",
+        )
     if config.driver.algorithm == "grid":
         from sweep.space import grid_size
 
@@ -390,7 +391,9 @@ def check_against_backend(config: SweepConfig, source: Path) -> LoadedSweep:
     )
 
 
-def _check_sim(config: SweepConfig, base_dir: Path, source: str) -> tuple[dict[str, Any], list[str]]:
+def _check_sim(
+    config: SweepConfig, base_dir: Path, source: str
+) -> tuple[dict[str, Any], list[str]]:
     from bao.metrics import metric_names
     from bao.sim.config import SimConfig
 
@@ -424,7 +427,7 @@ def _check_sim(config: SweepConfig, base_dir: Path, source: str) -> tuple[dict[s
 
 
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-RUN_PLACEHOLDERS = ("seed", "trial", "run_id", "workdir", "metrics_file")
+RUN_PLACEHOLDERS = ("seed", "trial", "run_id", "workdir", "metrics_file", "python")
 
 
 def _check_command(config: SweepConfig, source: str) -> None:

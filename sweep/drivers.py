@@ -153,20 +153,16 @@ class OptunaDriver(Driver):
                     n_startup_trials=driver.n_startup_trials,
                     multivariate=True,
                     constant_liar=True,  # parallel trials do not all land on one point
-                                    )
+                )
             if driver.algorithm == "nsga2":
-                return optuna.samplers.NSGAIISampler(
-                    population_size=driver.population, seed=seed
-                )
+                return optuna.samplers.NSGAIISampler(population_size=driver.population, seed=seed)
             if driver.algorithm == "nsga3":
-                return optuna.samplers.NSGAIIISampler(
-                    population_size=driver.population, seed=seed
-                )
+                return optuna.samplers.NSGAIIISampler(population_size=driver.population, seed=seed)
             if driver.algorithm == "gp":
                 return optuna.samplers.GPSampler(
                     seed=seed,
                     n_startup_trials=driver.n_startup_trials,
-                                    )
+                )
             if driver.algorithm == "random":
                 return optuna.samplers.RandomSampler(seed=seed)
             if driver.algorithm == "qmc":
@@ -250,9 +246,7 @@ class PymooDriver(Driver):
                 n_neighbors=max(2, min(len(directions) // 2, 10)),
                 n_offsprings=len(directions),
             )
-        algorithm.setup(
-            self._problem(), termination=NoTermination(), seed=self.config.driver_seed
-        )
+        algorithm.setup(self._problem(), termination=NoTermination(), seed=self.config.driver_seed)
         return algorithm
 
     def _replay(self, trials: Sequence[FrozenTrial]) -> tuple[int, np.ndarray, set[int]]:
@@ -290,7 +284,9 @@ class PymooDriver(Driver):
         """The generation's (F, G) in pymoo's minimised form, or None if any is unfinished."""
         from optuna.trial import TrialState
 
-        signs = np.array([1.0 if o.direction == "minimize" else -1.0 for o in self.config.objectives])
+        signs = np.array(
+            [1.0 if o.direction == "minimize" else -1.0 for o in self.config.objectives]
+        )
         objectives = np.zeros((size, self.n_obj))
         constraints = np.zeros((size, self.n_constr))
         failed: list[int] = []

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from bao.errors import BaoError
-from sweep.backends import Backend, RunRequest, TrialFailure, make_backend
+from sweep.backends import Backend, RunRequest, TrialError, make_backend
 from sweep.config import LoadedSweep
 from sweep.drivers import (
     ATTR_ATTEMPT,
@@ -76,7 +76,7 @@ STOP_GRACE_S = 10.0
 """Seconds a stopped run gets between SIGTERM and SIGKILL."""
 
 
-class SweepAborted(BaoError):
+class SweepAbortedError(BaoError):
     """The sweep stopped because its trials keep failing."""
 
 
@@ -174,7 +174,7 @@ class SweepRunner:
         self.on_progress = on_progress
         self.folder = sweep_dir(workspace, self.config.name)
         self.stop_event = threading.Event()
-        self.owner = {
+        self.owner: dict[str, str | int | None] = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "started": _process_start_ticks(os.getpid()),
@@ -197,9 +197,7 @@ class SweepRunner:
 
     def prepare(self) -> None:
         """Opens (or creates) the study, the manifest and the sweep's MLflow run."""
-        from bao.tracking import experiment_id, mlflow_client, tracking_uri
-
-        from bao.tracking import workspace_lock
+        from bao.tracking import experiment_id, mlflow_client, tracking_uri, workspace_lock
 
         with workspace_lock(self.workspace):  # concurrent starters create tables once
             self.study = open_study(self.loaded, self.workspace, self.driver.sampler())
@@ -207,7 +205,8 @@ class SweepRunner:
         if existing or not self.leader:
             # Same seed, same proposals holds for a sweep run start to finish by one
             # process; a resumed sweep or a worker continues on a stream of its own.
-            stream = 1 + existing + (0 if self.leader else int(self.owner["token"][:8], 16))
+            token = str(self.owner["token"])
+            stream = 1 + existing + (0 if self.leader else int(token[:8], 16))
             self.study.study.sampler = self.driver.sampler(stream)
         write_manifest(self.loaded, self.workspace, self.study.url)
         target = self.study.study.user_attrs.get(N_TRIALS_ATTR)
@@ -243,7 +242,7 @@ class SweepRunner:
                 },
             ).info.run_id
             runs = self._sweep_runs()
-        chosen = runs[0].info.run_id
+        chosen: str = runs[0].info.run_id
         if created is not None and created != chosen:
             self.client.delete_run(created)  # another process created it first
         if created == chosen:
@@ -359,7 +358,7 @@ class SweepRunner:
                 if t.state.name == "FAIL"
             ]
             self.stop()
-            raise SweepAborted(
+            raise SweepAbortedError(
                 f"sweep {self.config.name!r} stopped after {failed} failed trial attempts "
                 f"({counts['COMPLETE']} complete); last reason: {reasons[-1] if reasons else '?'}",
                 fix="see each trial's failure_reason with bao-pareto status, fix the cause, "
@@ -393,12 +392,12 @@ class SweepRunner:
             self.client.set_terminated(run_id, status="FINISHED")
             self._durations.append(time.monotonic() - started)
             self._emit(f"trial {number} complete")
-        except TrialFailure as failure:
+        except TrialError as failure:
             self._fail(trial, attrs, run_id, failure)
         except Exception as error:  # a bug or an outage must not take the sweep down
             log.exception("trial %d failed unexpectedly", number)
             detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-            self._fail(trial, attrs, run_id, TrialFailure("error", detail))
+            self._fail(trial, attrs, run_id, TrialError("error", detail))
         finally:
             with self._owned_lock:
                 self._owned.pop(number, None)
@@ -461,17 +460,17 @@ class SweepRunner:
                 metrics = self._run_backend(request, deadline)
                 missing = [m for m in wanted if m not in metrics]
                 if missing:
-                    raise TrialFailure(
+                    raise TrialError(
                         "missing_metrics",
                         f"seed {seed}: the run logged no {', '.join(map(repr, missing))}",
                     )
                 bad = [m for m in wanted if not math.isfinite(metrics[m])]
                 if bad:
-                    raise TrialFailure(
+                    raise TrialError(
                         "bad_metrics",
                         f"seed {seed}: {', '.join(f'{m}={metrics[m]}' for m in bad)}",
                     )
-            except TrialFailure as failure:
+            except TrialError as failure:
                 if seed_run != run_id:
                     self._close_run(seed_run, failure)
                 raise
@@ -522,7 +521,7 @@ class SweepRunner:
         log.info("trial %d seed %d: %s", request.trial_number, request.seed, launch.argv)
         try:
             with log_path.open("wb") as output:
-                process = subprocess.Popen(  # noqa: S603 - an argv list, never a shell
+                process = subprocess.Popen(
                     launch.argv,
                     stdin=subprocess.DEVNULL,
                     stdout=output,
@@ -533,16 +532,16 @@ class SweepRunner:
                     preexec_fn=_die_with_parent(),  # noqa: PLW1509 - async-signal-safe prctl
                 )
         except OSError as error:
-            raise TrialFailure("error", f"cannot start {launch.argv[0]!r}: {error}") from None
+            raise TrialError("error", f"cannot start {launch.argv[0]!r}: {error}") from None
         try:
             code = self._wait(process, deadline)
         finally:
             self._attach_log(request.run_id, log_path)
         if code < 0:
             name = signal.Signals(-code).name if -code in signal.valid_signals() else -code
-            raise TrialFailure("killed", f"the run was killed by {name}")
+            raise TrialError("killed", f"the run was killed by {name}")
         if code != 0:
-            raise TrialFailure("exit_code", f"exit status {code}: {_last_line(log_path)}")
+            raise TrialError("exit_code", f"exit status {code}: {_last_line(log_path)}")
         return self.backend.collect(request, self.client)
 
     def _wait(self, process: subprocess.Popen[bytes], deadline: float) -> int:
@@ -553,10 +552,10 @@ class SweepRunner:
                 pass
             if self.stop_event.is_set():
                 _terminate(process)
-                raise TrialFailure("interrupted", "the sweep was stopped during this trial")
+                raise TrialError("interrupted", "the sweep was stopped during this trial")
             if time.monotonic() > deadline:
                 _terminate(process)
-                raise TrialFailure(
+                raise TrialError(
                     "timeout", f"the trial ran past trial_timeout={self.config.trial_timeout:g} s"
                 )
 
@@ -569,7 +568,7 @@ class SweepRunner:
     # -------------------------------------------------------------------------- failure
 
     def _fail(
-        self, trial: optuna.Trial, attrs: dict[str, Any], run_id: str, failure: TrialFailure
+        self, trial: optuna.Trial, attrs: dict[str, Any], run_id: str, failure: TrialError
     ) -> None:
         reason = str(failure)
         log.warning("trial %d failed: %s", trial.number, reason)
@@ -583,7 +582,7 @@ class SweepRunner:
             self._close_run(run_id, failure)
         self._emit(f"trial {trial.number} failed ({failure.code})")
 
-    def _close_run(self, run_id: str, failure: TrialFailure) -> None:
+    def _close_run(self, run_id: str, failure: TrialError) -> None:
         # KILLED: the user stopped it; FAILED: it broke, or the process running it died.
         status = "KILLED" if failure.code == "interrupted" else "FAILED"
         try:
@@ -613,7 +612,7 @@ class SweepRunner:
             if why is None:
                 continue
             trial_id = self.study.trial_id(frozen.number)
-            failure = TrialFailure("stale", why)
+            failure = TrialError("stale", why)
             try:
                 # Attributes of a finished trial are frozen: the reason goes first.
                 self.study.storage.set_trial_user_attr(trial_id, ATTR_REASON, str(failure))
@@ -643,7 +642,9 @@ class SweepRunner:
         start = frozen.datetime_start.timestamp() if frozen.datetime_start else now
         beat = float(frozen.system_attrs.get(HEARTBEAT_KEY, start))
         if alive is None and now - beat > self.config.lease:
-            return f"no heartbeat from {where} for {now - beat:.0f} s (lease {self.config.lease:g} s)"
+            return (
+                f"no heartbeat from {where} for {now - beat:.0f} s (lease {self.config.lease:g} s)"
+            )
         return None
 
     def _heartbeat_loop(self) -> None:

@@ -71,8 +71,7 @@ def grid_values(spec: Param, points: int) -> list[Any]:
         raw = np.exp(np.linspace(math.log(spec.low), math.log(spec.high), points))
     else:
         raw = np.linspace(spec.low, spec.high, points)
-    values = sorted({_snap(spec, float(v)) for v in raw})
-    return values
+    return sorted({_snap(spec, float(v)) for v in raw})
 
 
 def grid_size(space: Mapping[str, Param], points: int) -> int:
@@ -88,7 +87,14 @@ def decode(space: Mapping[str, Param], x: Sequence[float]) -> dict[str, Any]:
             params[path] = spec.choices[min(int(u * len(spec.choices)), len(spec.choices) - 1)]
             continue
         if spec.log:
-            value = math.exp(math.log(spec.low) + u * (math.log(spec.high) - math.log(spec.low)))
+            span = math.log(spec.high) - math.log(spec.low)
+            value = (
+                math.exp(math.log(spec.low) + u * span)
+                if 0.0 < u < 1.0
+                else (
+                    spec.low if u == 0.0 else spec.high  # exp(log(x)) is not always x
+                )
+            )
         else:
             value = spec.low + u * (spec.high - spec.low)
         params[path] = _snap(spec, value)
@@ -97,8 +103,8 @@ def decode(space: Mapping[str, Param], x: Sequence[float]) -> dict[str, Any]:
 
 def _snap(spec: FloatParam | IntParam, value: float) -> Any:
     if isinstance(spec, IntParam):
-        snapped = spec.low + round((value - spec.low) / spec.step) * spec.step
-        return int(min(max(snapped, spec.low), _top(spec)))
+        whole = spec.low + round((value - spec.low) / spec.step) * spec.step
+        return int(min(max(whole, spec.low), _top(spec)))
     if spec.step is not None:
         snapped = spec.low + round((value - spec.low) / spec.step) * spec.step
         return float(min(max(snapped, spec.low), _top(spec)))

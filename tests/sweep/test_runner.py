@@ -53,7 +53,10 @@ def test_command_sweep_records_every_trial_in_optuna_and_mlflow(
 def test_flaky_trial_is_retried_with_a_link(
     command_sweep: WriteConfig, workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _sweep(command_sweep("flaky", driver={"algorithm": "random", "n_trials": 2}), workspace) == 0
+    assert (
+        _sweep(command_sweep("flaky", driver={"algorithm": "random", "n_trials": 2}), workspace)
+        == 0
+    )
     status = json.loads(capsys.readouterr().out)
     assert status["complete"] == 2
     failed = [t for t in status["trials"] if t["state"] == "FAIL"]

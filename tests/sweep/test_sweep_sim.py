@@ -44,7 +44,10 @@ def assert_status_matches_mlflow(status: dict[str, Any], workspace: Path) -> Non
         assert run.data.tags["bao.trial_number"] == str(trial["number"])
         if trial["state"] == "COMPLETE":
             assert run.info.status == "FINISHED"
-            metrics = [run.data.metrics["eval/score"], run.data.metrics["eval/user_involvement_rate"]]
+            metrics = [
+                run.data.metrics["eval/score"],
+                run.data.metrics["eval/user_involvement_rate"],
+            ]
             assert metrics == trial["values"]
             for path, value in trial["params"].items():
                 assert run.data.params[path] == str(value)  # what the training run used
@@ -125,7 +128,9 @@ def test_sigkill_mid_trial_then_resume_ends_with_exactly_n_trials(
     assert retry["params"] == trials[killed]["params"]
     parameter_sets = [json.dumps(t["params"], sort_keys=True) for t in status["trials"]]
     complete_sets = [
-        json.dumps(t["params"], sort_keys=True) for t in status["trials"] if t["state"] == "COMPLETE"
+        json.dumps(t["params"], sort_keys=True)
+        for t in status["trials"]
+        if t["state"] == "COMPLETE"
     ]
     assert len(set(complete_sets)) == 3  # no parameter set completed twice
     assert len(parameter_sets) == 4  # three complete plus the killed attempt
