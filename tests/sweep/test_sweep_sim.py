@@ -194,3 +194,18 @@ def test_three_workers_share_one_storage(
     # The three workers agreed on one sweep run in MLflow.
     runs = mlflow_runs(workspace, "tiny")
     assert [r.data.tags.get("bao.role") for r in runs.values()].count("sweep") == 1
+
+
+def test_the_command_example_config_runs(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = REPO_ROOT / "configs" / "command.yaml"
+    argv = ["sweep", str(config), "--workspace", str(workspace), "--n-trials", "1", "--json"]
+    assert main([*argv, "--set", "backend.argv.10=trainer.iterations=2"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    (trial,) = status["trials"]
+    assert trial["state"] == "COMPLETE"
+    run = mlflow_runs(workspace, "command-demo")[trial["mlflow_run_id"]]
+    # the wrapped train command logged into the trial's own run (MLFLOW_RUN_ID)
+    assert run.data.params["shaping.user_lambda"] == str(trial["params"]["shaping.user_lambda"])
+    assert run.data.metrics["eval/pass_at_u_1"] == trial["values"][0]

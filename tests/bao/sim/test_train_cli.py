@@ -55,15 +55,16 @@ def test_train_json_and_mlflow_records(tmp_path: Path, capsys: pytest.CaptureFix
     import torch
 
     from bao.sim.policy import N_FEATURES
+    from bao.tracking import fluent_tracking
 
-    mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow.db'}")
-    models = mlflow.search_logged_models(
-        experiment_ids=[run.info.experiment_id],
-        filter_string=f"source_run_id = '{run.info.run_id}'",
-        output_format="list",
-    )
-    assert [model.name for model in models] == ["policy"]
-    policy = mlflow.pytorch.load_model(models[0].model_uri)
+    with fluent_tracking(f"sqlite:///{workspace / 'mlflow.db'}"):  # restores the global URI
+        models = mlflow.search_logged_models(
+            experiment_ids=[run.info.experiment_id],
+            filter_string=f"source_run_id = '{run.info.run_id}'",
+            output_format="list",
+        )
+        assert [model.name for model in models] == ["policy"]
+        policy = mlflow.pytorch.load_model(models[0].model_uri)
     assert policy(torch.zeros((3, N_FEATURES))).shape == (3, 4)
 
 
