@@ -174,6 +174,7 @@ class SweepRunner:
         self.on_progress = on_progress
         self.folder = sweep_dir(workspace, self.config.name)
         self.stop_event = threading.Event()
+        self._closing = threading.Event()
         self.owner: dict[str, str | int | None] = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
@@ -283,6 +284,18 @@ class SweepRunner:
         self._recover_stale()
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beat.start()
+        aborted = False
+        try:
+            self._loop()
+        except SweepAbortedError:
+            aborted = True
+            raise
+        finally:
+            self._closing.set()  # ends the heartbeat thread
+            self._finish(aborted=aborted)
+        return self._result()
+
+    def _loop(self) -> None:
         last_recovery = time.monotonic()
         idle_since: float | None = None
         active: dict[Future[None], int] = {}
@@ -321,8 +334,6 @@ class SweepRunner:
                     last_recovery = time.monotonic()
             for future in active:  # stop requested: runs are terminating
                 future.result()
-        self._finish()
-        return self._result()
 
     def _claim(self) -> optuna.Trial | None:
         """The next trial for this process: a queued one (retries, pymoo generations)
@@ -572,6 +583,11 @@ class SweepRunner:
     ) -> None:
         reason = str(failure)
         log.warning("trial %d failed: %s", trial.number, reason)
+        state = self.study.storage.get_trial(self.study.trial_id(trial.number)).state
+        if state.is_finished():  # another process already took it as stale and requeued it
+            if run_id:
+                self._close_run(run_id, failure)
+            return
         # The retry is queued before the attempt is marked failed, so a pymoo generation
         # never looks finished in between.
         self._enqueue_retry(trial.number, dict(trial.params), attrs)
@@ -648,7 +664,8 @@ class SweepRunner:
         return None
 
     def _heartbeat_loop(self) -> None:
-        while not self.stop_event.wait(self.config.heartbeat_interval):
+        # Beats go on while a stop is under way: the runs are still being closed.
+        while not self._closing.wait(self.config.heartbeat_interval):
             with self._owned_lock:
                 owned = list(self._owned.values())
             for trial_id in owned:
@@ -691,7 +708,7 @@ class SweepRunner:
             return []
         return sorted(self.study.study.best_trials, key=lambda t: t.number)
 
-    def _finish(self) -> None:
+    def _finish(self, *, aborted: bool = False) -> None:
         import json
         import tempfile
 
@@ -716,6 +733,9 @@ class SweepRunner:
                 self.client.log_artifact(self.parent_run_id, str(path))
             if done:
                 self.client.set_terminated(self.parent_run_id, status="FINISHED")
+            elif self.leader and aborted:
+                self.client.set_tag(self.parent_run_id, "bao.failure_reason", "too many failures")
+                self.client.set_terminated(self.parent_run_id, status="FAILED")
             elif self.leader and self.stop_event.is_set():
                 self.client.set_terminated(self.parent_run_id, status="KILLED")
         except Exception:

@@ -103,6 +103,8 @@ def test_broken_runs_fail_with_a_reason_then_the_sweep_stops(
         run = runs[trial["mlflow_run_id"]]
         assert run.info.status == "FAILED"
         assert run.data.tags["bao.failure_reason"].startswith(reason)
+    (parent,) = [r for r in runs.values() if r.data.tags.get("bao.role") == "sweep"]
+    assert parent.info.status == "FAILED"  # the aborted sweep's run is closed too
 
 
 def test_a_hanging_run_is_stopped_at_the_timeout(
