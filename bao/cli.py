@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 
+from bao.configuration import add_override_option
 from bao.metrics import DEFAULT_K_MAX, summarize
 from bao.scripted import SCRIPTED_POLICIES, EpisodeSettings, evaluate_scripted
 from bao.tasks import generate_function_tasks, load_function_tasks
@@ -106,14 +107,7 @@ def _print_table(results: dict[str, dict[str, float]], n_tasks: int, k_max: int)
 def _train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bao-pareto train", description=COMMANDS["train"])
     parser.add_argument("config", help="YAML config, e.g. configs/sim.yaml")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set shaping.user_lambda=0.1 (repeatable)",
-    )
+    add_override_option(parser, "shaping.user_lambda=0.1")
     parser.add_argument(
         "--workspace", help="MLflow database and artifacts (default $BAO_PARETO_HOME or ./bao-runs)"
     )

@@ -6,6 +6,7 @@ starts. Errors name the key path, echo the bad value, and say how to fix it.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,6 +43,18 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
             fix="write 'key: value' lines",
         )
     return data
+
+
+def add_override_option(parser: argparse.ArgumentParser, example: str) -> None:
+    """The ``--set KEY=VALUE`` option every config-taking subcommand has."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config key, e.g. --set {example} (repeatable)",
+    )
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

@@ -138,7 +138,7 @@ class CommandLineBackend(Backend):
         return Launch(argv=argv, env=dict(self.settings.env), cwd=cwd)
 
     def collect(self, request: RunRequest, client: MlflowClient) -> dict[str, float]:
-        from mlflow.entities import Metric
+        from bao.tracking import MetricBuffer
 
         path = self.metrics_path(request)
         if not path.is_file():
@@ -158,10 +158,9 @@ class CommandLineBackend(Backend):
             for key, value in data.items()
             if isinstance(value, int | float) and not isinstance(value, bool)
         }
-        now = _now_ms()
-        items = [Metric(k, v, now, 0) for k, v in metrics.items() if math.isfinite(v)]
-        for start in range(0, len(items), 1000):
-            client.log_batch(request.run_id, metrics=items[start : start + 1000])
+        sink = MetricBuffer(client, request.run_id)
+        sink({k: v for k, v in metrics.items() if math.isfinite(v)}, step=0)
+        sink.flush()
         # Non-finite values cannot go through MLflow reliably; keep them for the check.
         logged = dict(client.get_run(request.run_id).data.metrics)
         logged.update({k: v for k, v in metrics.items() if not math.isfinite(v)})
@@ -176,9 +175,3 @@ def substitute(template: str, values: dict[str, str]) -> str:
         pieces = part.split("}}")
         out.append("}".join(PLACEHOLDER.sub(lambda m: values[m.group(1)], p) for p in pieces))
     return "{".join(out)
-
-
-def _now_ms() -> int:
-    import time
-
-    return int(time.time() * 1000)

@@ -15,10 +15,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from bao.configuration import add_override_option
+
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-    from sweep.config import LoadedSweep
+    from sweep.config import LoadedSweep, Objective
     from sweep.runner import SweepProgress, SweepResult
 
 COMMANDS = {
@@ -38,14 +40,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         return parser
     parser.add_argument("config", help="sweep config YAML, e.g. configs/quickstart.yaml")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set driver.algorithm=nsga2 (repeatable)",
-    )
+    add_override_option(parser, "driver.algorithm=nsga2")
     parser.add_argument("--n-trials", type=int, help="complete trials to reach (default: config)")
     parser.add_argument("--jobs", type=int, help="trials run at once by this process")
     _workspace_option(parser)
@@ -183,11 +178,15 @@ class _LiveDisplay:
         table = Table(title=f"Pareto front so far ({len(progress.front)} trials)")
         table.add_column("trial", justify="right")
         for objective in config.objectives:
-            arrow = "max" if objective.direction == "maximize" else "min"
-            table.add_column(f"{objective.metric} ({arrow})", justify="right")
+            table.add_column(_objective_header(objective), justify="right")
         for number, values in progress.front[:10]:
             table.add_row(str(number), *(f"{v:.4f}" for v in values))
         return Group(line, bar, table, Text(progress.last_event, style="dim"))
+
+
+def _objective_header(objective: Objective) -> str:
+    arrow = "max" if objective.direction == "maximize" else "min"
+    return f"{objective.metric} ({arrow})"
 
 
 def _duration(seconds: float) -> str:
@@ -213,8 +212,7 @@ def _print_result(result: SweepResult, loaded: LoadedSweep, workspace: Path) -> 
     for path in config.search_space:
         table.add_column(path.rsplit(".", 1)[-1], justify="right")
     for objective in config.objectives:
-        arrow = "max" if objective.direction == "maximize" else "min"
-        table.add_column(f"{objective.metric} ({arrow})", justify="right")
+        table.add_column(_objective_header(objective), justify="right")
     for number, params, values in result.front:
         cells = [_cell(params[path]) for path in config.search_space]
         table.add_row(str(number), *cells, *(f"{v:.4f}" for v in values))

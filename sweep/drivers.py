@@ -47,8 +47,6 @@ ATTR_INDEX = "index"
 ATTR_SEED_VALUES = "seed_values"
 ATTR_STDERR = "stderr"
 ATTR_VIOLATIONS = "constraint_violations"
-ATTR_HEARTBEAT = "heartbeat"
-ATTR_OWNER = "owner"
 
 FAILED_PENALTY = 1e6
 """Objective value pymoo is told for a parameter set that failed every attempt (minimised

@@ -59,7 +59,15 @@ from sweep.drivers import (
     make_driver,
     pop_waiting,
 )
-from sweep.storage import N_TRIALS_ATTR, SweepStudy, open_study, sweep_dir, write_manifest
+from sweep.status import failure_reasons
+from sweep.storage import (
+    N_TRIALS_ATTR,
+    SweepStudy,
+    open_study,
+    sweep_dir,
+    write_atomically,
+    write_manifest,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -217,10 +225,7 @@ class SweepRunner:
             self.study.study.set_user_attr(N_TRIALS_ATTR, self.n_trials)
         train_path = self.folder / "train.yaml"
         if self.loaded.train_config:
-            text = yaml.safe_dump(self.loaded.train_config, sort_keys=False)
-            temporary = train_path.with_suffix(f".{self.owner['token']}.tmp")
-            temporary.write_text(text, encoding="utf-8")
-            temporary.replace(train_path)
+            write_atomically(train_path, yaml.safe_dump(self.loaded.train_config, sort_keys=False))
         self.backend = make_backend(self.loaded, train_path, self.workspace)
         self.tracking_uri = self.config.tracking_uri or tracking_uri(self.workspace)
         self.client = mlflow_client(self.workspace, self.tracking_uri)
@@ -363,15 +368,12 @@ class SweepRunner:
         limit = self.config.max_failures or self.n_trials * (self.config.max_retries + 1)
         hopeless = counts["COMPLETE"] == 0 and failed >= 2 * (self.config.max_retries + 1)
         if failed >= limit or hopeless:
-            reasons = [
-                t.user_attrs.get(ATTR_REASON, "")
-                for t in self.study.trials()
-                if t.state.name == "FAIL"
-            ]
+            reasons = failure_reasons(self.study)
+            last = reasons[max(reasons)] if reasons else "?"
             self.stop()
             raise SweepAbortedError(
                 f"sweep {self.config.name!r} stopped after {failed} failed trial attempts "
-                f"({counts['COMPLETE']} complete); last reason: {reasons[-1] if reasons else '?'}",
+                f"({counts['COMPLETE']} complete); last reason: {last}",
                 fix="see each trial's failure_reason with bao-pareto status, fix the cause, "
                 "and re-run the sweep to resume",
             )
@@ -493,7 +495,7 @@ class SweepRunner:
     def _aggregate(
         self, run_id: str, per_seed: list[dict[str, float]], wanted: list[str]
     ) -> tuple[list[float], dict[str, Any]]:
-        from mlflow.entities import Metric
+        from bao.tracking import MetricBuffer
 
         seed_values = {m: [seed[m] for seed in per_seed] for m in wanted}
         means = {m: math.fsum(v) / len(v) for m, v in seed_values.items()}
@@ -503,15 +505,15 @@ class SweepRunner:
         }
         if len(per_seed) > 1:
             shared = set.intersection(*(set(seed) for seed in per_seed))
-            now = int(time.time() * 1000)
-            items = [
-                Metric(k, math.fsum(s[k] for s in per_seed) / len(per_seed), now, 0)
+            summary = {
+                k: math.fsum(s[k] for s in per_seed) / len(per_seed)
                 for k in sorted(shared)
                 if all(math.isfinite(s[k]) for s in per_seed)
-            ]
-            items += [Metric(f"{m}_stderr", stderr[m], now, 0) for m in wanted]
-            for start in range(0, len(items), 1000):
-                self.client.log_batch(run_id, metrics=items[start : start + 1000])
+            }
+            summary.update({f"{m}_stderr": stderr[m] for m in wanted})
+            sink = MetricBuffer(self.client, run_id)
+            sink(summary, step=0)
+            sink.flush()
         values = [means[o.metric] for o in self.config.objectives]
         extra: dict[str, Any] = {ATTR_SEED_VALUES: seed_values, ATTR_STDERR: stderr}
         if self.config.constraints:

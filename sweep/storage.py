@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,7 +93,7 @@ class SweepStudy:
     storage: BaseStorage
     url: str
 
-    @property
+    @cached_property
     def study_id(self) -> int:
         return self.storage.get_study_id_from_name(self.study.study_name)
 
@@ -156,6 +157,18 @@ def open_study(
     return SweepStudy(study=study, storage=storage, url=url)
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Readers never see half a file, and concurrent writers (a sweep and its workers
+    starting together) each use their own temporary file."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
+    ) as handle:
+        handle.write(text)
+    Path(handle.name).replace(path)
+
+
 def write_manifest(loaded: LoadedSweep, workspace: Path, url: str) -> Path:
     """``sweeps/<name>/sweep.yaml``: everything ``status`` and ``front`` need to find it."""
     folder = sweep_dir(workspace, loaded.config.name)
@@ -170,9 +183,7 @@ def write_manifest(loaded: LoadedSweep, workspace: Path, url: str) -> Path:
         "metric_names": loaded.metric_names,
     }
     path = folder / MANIFEST
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
-    temporary.replace(path)  # readers never see half a file
+    write_atomically(path, yaml.safe_dump(manifest, sort_keys=False))
     return path
 
 

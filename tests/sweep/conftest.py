@@ -28,6 +28,16 @@ OBJECTIVES = [
 
 WriteConfig = Callable[..., Path]
 
+# Short heartbeats and leases, so crashed trials are taken over within seconds in tests.
+FAST_RECOVERY = {"heartbeat_interval": 1, "lease": 5}
+
+
+def _write(folder: Path, config: dict[str, Any], overrides: dict[str, Any]) -> Path:
+    config = {**config, **FAST_RECOVERY, **overrides}
+    path = folder / f"{config['name']}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
@@ -46,13 +56,8 @@ def sim_sweep(tmp_path: Path) -> WriteConfig:
             "objectives": OBJECTIVES,
             "driver": {"algorithm": "random", "n_trials": 3},
             "trial_timeout": 300,
-            "heartbeat_interval": 1,
-            "lease": 5,
         }
-        config.update(overrides)
-        path = tmp_path / f"{config['name']}.yaml"
-        path.write_text(yaml.safe_dump(config))
-        return path
+        return _write(tmp_path, config, overrides)
 
     return write
 
@@ -96,13 +101,8 @@ def command_sweep(tmp_path: Path) -> WriteConfig:
             ],
             "driver": {"algorithm": "random", "n_trials": 4},
             "trial_timeout": 60,
-            "heartbeat_interval": 1,
-            "lease": 5,
         }
-        config.update(overrides)
-        path = tmp_path / f"{config['name']}.yaml"
-        path.write_text(yaml.safe_dump(config))
-        return path
+        return _write(tmp_path, config, overrides)
 
     return write
 
@@ -113,3 +113,13 @@ def status_json(capsys: pytest.CaptureFixture[str], name: str, workspace: Path) 
     capsys.readouterr()
     assert main(["status", name, "--workspace", str(workspace), "--json"]) == 0
     return json.loads(capsys.readouterr().out)
+
+
+def mlflow_runs(workspace: Path, experiment: str) -> dict[str, Any]:
+    """Every run of an experiment in the workspace's MLflow database, by run id."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}")
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None
+    return {r.info.run_id: r for r in client.search_runs([found.experiment_id], max_results=5000)}

@@ -56,6 +56,12 @@ def test_fingerprint_ignores_runtime_knobs_only(sim_sweep: WriteConfig) -> None:
     assert other.config.fingerprint() != base
 
 
+def _first_objective(metric: str, direction: str) -> dict[str, Any]:
+    """Objectives with a given first one and the usual user-involvement second one."""
+    second = {"metric": "eval/user_involvement_rate", "direction": "minimize"}
+    return {"objectives": [{"metric": metric, "direction": direction}, second]}
+
+
 BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
     ("unknown key", {"driverr": {}}, "unknown key 'driverr'; allowed keys here:"),
     ("unknown nested key", {"driver": {"algo": "tpe"}}, "unknown key 'driver.algo'"),
@@ -76,22 +82,12 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
     ("empty search space", {"search_space": {}}, "the search space is empty"),
     (
         "unknown metric",
-        {
-            "objectives": [
-                {"metric": "eval/scor", "direction": "maximize"},
-                {"metric": "eval/user_involvement_rate", "direction": "minimize"},
-            ]
-        },
+        _first_objective("eval/scor", "maximize"),
         "the sim backend does not log 'eval/scor'; use one of eval/score",
     ),
     (
         "metric beyond k_max",
-        {
-            "objectives": [
-                {"metric": "eval/pass_at_u_12", "direction": "maximize"},
-                {"metric": "eval/user_involvement_rate", "direction": "minimize"},
-            ]
-        },
+        _first_objective("eval/pass_at_u_12", "maximize"),
         "does not log 'eval/pass_at_u_12'",
     ),
     (
@@ -111,12 +107,7 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
     ),
     (
         "bad direction",
-        {
-            "objectives": [
-                {"metric": "eval/score", "direction": "up"},
-                {"metric": "eval/user_involvement_rate", "direction": "minimize"},
-            ]
-        },
+        _first_objective("eval/score", "up"),
         "key 'objectives.0.direction'",
     ),
     ("unknown driver", {"driver": {"algorithm": "cmaes"}}, "unknown optuna algorithm 'cmaes'"),

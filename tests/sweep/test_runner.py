@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from sweep.cli import main
-from tests.sweep.conftest import WriteConfig, status_json
-
-
-def _mlflow_runs(workspace: Path, experiment: str) -> dict[str, Any]:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}")
-    found = client.get_experiment_by_name(experiment)
-    assert found is not None
-    runs = client.search_runs([found.experiment_id], max_results=1000)
-    return {run.info.run_id: run for run in runs}
+from tests.sweep.conftest import WriteConfig, mlflow_runs, status_json
 
 
 def _sweep(config: Path, workspace: Path, *extra: str) -> int:
@@ -32,7 +21,7 @@ def test_command_sweep_records_every_trial_in_optuna_and_mlflow(
     assert _sweep(command_sweep("ok"), workspace) == 0
     status = json.loads(capsys.readouterr().out)
     assert (status["n_trials"], status["complete"], status["failed"]) == (4, 4, 0)
-    runs = _mlflow_runs(workspace, "cmd")
+    runs = mlflow_runs(workspace, "cmd")
     parents = [r for r in runs.values() if r.data.tags.get("bao.role") == "sweep"]
     assert len(parents) == 1
     assert parents[0].info.status == "FINISHED"
@@ -67,7 +56,7 @@ def test_flaky_trial_is_retried_with_a_link(
     for retry in retries:
         assert retry["state"] == "COMPLETE"
         assert retry["params"] == by_number[retry["retry_of"]]["params"]
-    runs = _mlflow_runs(workspace, "cmd")
+    runs = mlflow_runs(workspace, "cmd")
     for trial in failed:
         run = runs[trial["mlflow_run_id"]]
         assert run.info.status == "FAILED"
@@ -98,7 +87,7 @@ def test_broken_runs_fail_with_a_reason_then_the_sweep_stops(
     assert [t["state"] for t in status["trials"]] == ["FAIL"] * 4
     # two parameter sets, each tried twice: the retry links back to the first attempt
     assert [t["retry_of"] for t in status["trials"]] == [None, 0, None, 2]
-    runs = _mlflow_runs(workspace, "cmd")
+    runs = mlflow_runs(workspace, "cmd")
     for trial in status["trials"]:
         run = runs[trial["mlflow_run_id"]]
         assert run.info.status == "FAILED"
@@ -115,7 +104,7 @@ def test_a_hanging_run_is_stopped_at_the_timeout(
     status = status_json(capsys, "cmd", workspace)
     (trial,) = status["trials"]
     assert trial["state"] == "FAIL"
-    run = _mlflow_runs(workspace, "cmd")[trial["mlflow_run_id"]]
+    run = mlflow_runs(workspace, "cmd")[trial["mlflow_run_id"]]
     assert run.data.tags["bao.failure_reason"] == "timeout: the trial ran past trial_timeout=1.5 s"
 
 
@@ -125,7 +114,7 @@ def test_seeds_per_trial_logs_nested_runs_mean_and_stderr(
     config = command_sweep("ok", seeds_per_trial=3, seed=10, driver={"n_trials": 2})
     assert _sweep(config, workspace) == 0
     status = json.loads(capsys.readouterr().out)
-    runs = _mlflow_runs(workspace, "cmd")
+    runs = mlflow_runs(workspace, "cmd")
     for trial in status["trials"]:
         run = runs[trial["mlflow_run_id"]]
         seeds = [

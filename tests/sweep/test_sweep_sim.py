@@ -15,20 +15,11 @@ import pytest
 
 from sweep.cli import main
 from sweep.config import OPTUNA_ALGORITHMS, PYMOO_ALGORITHMS
-from tests.sweep.conftest import REPO_ROOT, WriteConfig, status_json
+from tests.sweep.conftest import REPO_ROOT, WriteConfig, mlflow_runs, status_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 DRIVERS = [("optuna", a) for a in OPTUNA_ALGORITHMS] + [("pymoo", a) for a in PYMOO_ALGORITHMS]
-
-
-def mlflow_runs(workspace: Path, experiment: str) -> dict[str, Any]:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}")
-    found = client.get_experiment_by_name(experiment)
-    assert found is not None
-    return {r.info.run_id: r for r in client.search_runs([found.experiment_id], max_results=5000)}
 
 
 def assert_status_matches_mlflow(status: dict[str, Any], workspace: Path) -> None:
