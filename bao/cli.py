@@ -129,8 +129,10 @@ def _train(args: argparse.Namespace) -> int:
 
     from bao.configuration import apply_overrides, flatten, read_yaml, validate
     from bao.sim.config import SimConfig
+    from bao.tasks import task_set_hash
     from bao.tracking import (
         MetricBuffer,
+        code_version,
         experiment_id,
         log_params,
         mlflow_client,
@@ -159,6 +161,9 @@ def _train(args: argparse.Namespace) -> int:
         run_id = run.info.run_id
     resolved = config.model_dump(mode="json")
     log_params(client, run_id, flatten(resolved))
+    # What a deployment manifest needs to say which code and which tasks made the numbers.
+    client.set_tag(run_id, "bao.eval_set_hash", task_set_hash(tasks[1]))
+    client.set_tag(run_id, "bao.code_version", code_version())
     sink = MetricBuffer(client, run_id)
     try:
         result = train(config, sink, tasks=tasks)

@@ -74,6 +74,31 @@ def metric_names(k_max: int = DEFAULT_K_MAX) -> list[str]:
     ]
 
 
+def trajectory_values(trajectory: Trajectory, k_max: int = DEFAULT_K_MAX) -> dict[str, float]:
+    """One trajectory's contribution to each mean metric of :func:`summarize`.
+
+    Every metric of section 7 except ``n_trajectories`` and the intervals is the mean of
+    these values over trajectories; analysis resamples them task by task (a paired bootstrap
+    across trials evaluated on the same tasks).
+    """
+    turns = trajectory.turns
+    answers = trajectory.n_answers
+    needed = trajectory.answers_to_solve
+    values = {
+        f"pass_at_u_{k}": float(needed is not None and needed <= k) for k in range(1, k_max + 1)
+    }
+    explore = sum(turn.choice in ("action", "search") for turn in turns)
+    malformed = sum(turn.choice == "invalid" or turn.event in MALFORMED_EVENTS for turn in turns)
+    values["score"] = math.fsum(trajectory.rewards)
+    values["user_involvement_rate"] = answers / len(turns) if turns else 0.0
+    values["exploration_ratio"] = explore / max(1, answers)
+    values["mean_turns"] = float(len(turns))
+    values["invalid_rate"] = malformed / len(turns) if turns else 0.0
+    values["mean_user_actions"] = float(answers)
+    values["no_answer_rate"] = float(answers == 0)
+    return values
+
+
 def summarize(trajectories: Sequence[Trajectory], k_max: int = DEFAULT_K_MAX) -> dict[str, float]:
     """All evaluation metrics of section 7, without the ``eval/`` prefix.
 
@@ -86,33 +111,27 @@ def summarize(trajectories: Sequence[Trajectory], k_max: int = DEFAULT_K_MAX) ->
     """
     _check(trajectories, k_max)
     n = len(trajectories)
+    per_trajectory = [trajectory_values(t, k_max) for t in trajectories]
+
+    def mean(key: str) -> float:
+        return math.fsum(values[key] for values in per_trajectory) / n
+
     metrics: dict[str, float] = {}
-    for k, rate in enumerate(pass_at_u(trajectories, k_max), start=1):
+    for k in range(1, k_max + 1):
+        rate = mean(f"pass_at_u_{k}")
         low, high = wilson_interval(round(rate * n), n)
         metrics[f"pass_at_u_{k}"] = rate
         metrics[f"pass_at_u_{k}_lo"] = low
         metrics[f"pass_at_u_{k}_hi"] = high
-
-    def mean(values: list[float]) -> float:
-        return math.fsum(values) / n
-
-    involvement, exploration, invalid = [], [], []
-    for trajectory in trajectories:
-        turns = trajectory.turns
-        answers = trajectory.n_answers
-        explore = sum(turn.choice in ("action", "search") for turn in turns)
-        malformed = sum(
-            turn.choice == "invalid" or turn.event in MALFORMED_EVENTS for turn in turns
-        )
-        involvement.append(answers / len(turns) if turns else 0.0)
-        exploration.append(explore / max(1, answers))
-        invalid.append(malformed / len(turns) if turns else 0.0)
-    metrics["score"] = mean([math.fsum(t.rewards) for t in trajectories])
-    metrics["user_involvement_rate"] = mean(involvement)
-    metrics["exploration_ratio"] = mean(exploration)
-    metrics["mean_turns"] = mean([float(len(t.turns)) for t in trajectories])
-    metrics["invalid_rate"] = mean(invalid)
-    metrics["mean_user_actions"] = mean([float(t.n_answers) for t in trajectories])
-    metrics["no_answer_rate"] = sum(t.n_answers == 0 for t in trajectories) / n
+    for key in (
+        "score",
+        "user_involvement_rate",
+        "exploration_ratio",
+        "mean_turns",
+        "invalid_rate",
+        "mean_user_actions",
+        "no_answer_rate",
+    ):
+        metrics[key] = mean(key)
     metrics["n_trajectories"] = float(n)
     return metrics

@@ -78,6 +78,17 @@ class FunctionTask:
         }
 
 
+def task_set_hash(tasks: Iterable[FunctionTask]) -> str:
+    """A short hash of a task set, independent of its order: what an evaluation ran on.
+
+    Deployment manifests carry it, so two variants are only compared on the same tasks.
+    """
+    import hashlib
+
+    records = sorted(json.dumps(task.to_dict(), sort_keys=True) for task in tasks)
+    return hashlib.sha256("\n".join(records).encode()).hexdigest()[:16]
+
+
 # ---------------------------------------------------------------------------- loading
 
 

@@ -85,6 +85,40 @@ def fluent_tracking(uri: str) -> Iterator[None]:
             os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
+def code_version() -> str:
+    """The package version, with the git commit when running from a checkout.
+
+    ``0.1.0+g1a2b3c4`` (``.dirty`` when the tree has uncommitted changes); an installed
+    package without git gives just the version. Runs record it so that a deployed variant
+    names the code that trained it.
+    """
+    import subprocess
+
+    from bao import __version__
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return __version__
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__}+g{commit}{'.dirty' if dirty else ''}"
+
+
 def workspace_lock(workspace: Path, name: str = "setup") -> Any:
     """An inter-process lock file in the workspace, for one-time set-up steps."""
     from filelock import FileLock

@@ -25,6 +25,9 @@ DISPATCH: Final[dict[str, tuple[str, str]]] = {
     "sweep": ("sweep.commands", "run a sweep (or resume it) until n_trials trials are complete"),
     "worker": ("sweep.commands", "join a running sweep through its shared storage"),
     "status": ("sweep.commands", "trials of a sweep: states, parameters, values, MLflow runs"),
+    "front": ("analysis.cli", "Pareto front, hypervolume and Pass@U-k envelope of a sweep"),
+    "select": ("analysis.cli", "deployment variants per user-involvement budget (--register)"),
+    "import": ("analysis.cli", "a BAO/UserRL validation dump as an MLflow run (trajectories)"),
     "train": ("bao.cli", "one training run (simulator backend), logged to MLflow"),
     "baselines": ("bao.cli", "evaluate scripted reference policies on Function-Gym tasks"),
 }

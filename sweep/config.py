@@ -114,6 +114,18 @@ class Objective(_Model):
 
     metric: str = Field(min_length=1)
     direction: Literal["maximize", "minimize"]
+    threshold: float | None = None
+    """The worst value still worth having: this objective's coordinate of the hypervolume
+    reference point. ``None`` falls back to the metric's natural worst bound (rates: 0 when
+    maximised, 1 when minimised) or, for unbounded metrics, to the observed nadir (see
+    docs/analysis.md). Analysis only: changing it never changes the sweep's trials."""
+
+    @field_validator("threshold")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("threshold must be a finite number")
+        return value
 
 
 CONSTRAINT_PATTERN = re.compile(r"^\s*(\S+)\s*(<=|>=)\s*(\S+)\s*$")
@@ -313,6 +325,10 @@ class SweepConfig(_Model):
         for key in (*runtime, "heartbeat_interval", "lease"):
             data.pop(key)
         data["driver"].pop("n_trials")
+        for objective in data["objectives"]:
+            # Thresholds only govern the analysis' reference point; sweeps made before they
+            # existed keep their fingerprint.
+            objective.pop("threshold")
         text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

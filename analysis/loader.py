@@ -1,0 +1,368 @@
+"""A sweep as tables: its Optuna storage and its MLflow runs joined into pandas frames.
+
+:func:`load_sweep` returns a :class:`SweepData` with
+
+* ``trials``: one row per Optuna trial (every attempt, every state): ``number``, ``state``,
+  ``attempt``, ``retry_of``, ``failure_reason``, times, ``params.<path>`` per searched
+  parameter, one column per metric (the objectives as the driver recorded them, every other
+  metric of the trial's MLflow run: ``eval/...``, ``train/seconds``, ``..._stderr``),
+  ``n_seeds``, ``feasible`` and ``mlflow_run_id``;
+* ``seeds``: one row per training seed of each complete trial: ``number``,
+  ``seed``, ``run_id`` and the same metric columns, the input of seed-level bootstraps.
+
+The MLflow part is the slow part (one query per few thousand runs), so it is cached on disk
+under ``sweeps/<name>/.analysis/`` keyed by a signature of the trials' states and values, and
+in memory per process: the CLI and the dashboard reload only when the sweep has changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+
+from analysis.pareto import AnalysisError, ReferencePoint, reference_point
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from optuna.trial import FrozenTrial
+
+    from sweep.config import LoadedSweep
+
+log = logging.getLogger(__name__)
+
+CACHE_FOLDER: Final = ".analysis"
+CACHE_VERSION: Final = 1
+"""Bumped whenever the cached frames' layout changes, so old caches are ignored."""
+_MEMORY: dict[tuple[str, str], SweepData] = {}
+
+
+@dataclass
+class SweepData:
+    """One sweep's trials and seeds, with its config; what every analysis function reads."""
+
+    loaded: LoadedSweep
+    trials: pd.DataFrame
+    seeds: pd.DataFrame
+    storage_url: str
+    tracking_uri: str
+    signature: str
+    parent_run_id: str | None = None
+    workspace: Path | None = None
+    """Where it was loaded from (``None`` for sweeps built in memory)."""
+    _reference: ReferencePoint | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.loaded.config.name
+
+    @property
+    def metrics(self) -> list[str]:
+        """The objective metrics, in the config's order."""
+        return [objective.metric for objective in self.loaded.config.objectives]
+
+    @property
+    def directions(self) -> list[str]:
+        return [objective.direction for objective in self.loaded.config.objectives]
+
+    @property
+    def complete(self) -> pd.DataFrame:
+        """Complete trials with every objective finite: the ones fronts are made of."""
+        frame = self.trials[self.trials["state"] == "COMPLETE"]
+        finite = np.isfinite(frame[self.metrics].to_numpy(dtype=float)).all(axis=1)
+        return frame[finite]
+
+    def values(self, frame: pd.DataFrame | None = None) -> np.ndarray:
+        """Objective values of ``frame`` (default: :attr:`complete`) as an (n, m) array."""
+        chosen = self.complete if frame is None else frame
+        return np.asarray(chosen[self.metrics].to_numpy(dtype=float), dtype=float)
+
+    @property
+    def reference(self) -> ReferencePoint:
+        """The sweep's hypervolume reference point (thresholds, bounds, else nadir)."""
+        if self._reference is None:
+            thresholds = [o.threshold for o in self.loaded.config.objectives]
+            self._reference = reference_point(
+                self.metrics, self.directions, thresholds, self.values()
+            )
+        return self._reference
+
+    def k_values(self) -> list[int]:
+        """The k of every ``eval/pass_at_u_k`` column, ascending."""
+        found = []
+        for column in self.trials.columns:
+            name = str(column)
+            if name.startswith("eval/pass_at_u_") and name[15:].isdigit():
+                found.append(int(name[15:]))
+        return sorted(found)
+
+
+def load_sweep(workspace: Path, name: str, *, use_cache: bool = True) -> SweepData:
+    """The sweep called ``name`` in ``workspace``, from its storage and MLflow runs."""
+    from bao.tracking import tracking_uri
+    from sweep.runner import PARENT_RUN_ATTR
+    from sweep.status import open_existing
+
+    loaded, study = open_existing(workspace, name)
+    frozen = study.trials()
+    uri = loaded.config.tracking_uri or tracking_uri(workspace)
+    signature = _signature(frozen, uri)
+    key = (str(workspace), name)
+    cached = _MEMORY.get(key)
+    if use_cache and cached is not None and cached.signature == signature:
+        return cached
+    base = _trial_frame(loaded, frozen)
+    runs = _read_cache(workspace, name, signature) if use_cache else None
+    if runs is None:
+        runs = _read_mlflow(workspace, uri, loaded.config.name)
+        _write_cache(workspace, name, signature, runs)
+    trials, seeds = _join(loaded, base, *runs)
+    data = SweepData(
+        loaded=loaded,
+        trials=trials,
+        seeds=seeds,
+        storage_url=study.url,
+        tracking_uri=uri,
+        signature=signature,
+        parent_run_id=study.study.user_attrs.get(PARENT_RUN_ATTR),
+        workspace=workspace,
+    )
+    _MEMORY[key] = data
+    return data
+
+
+def _signature(frozen: Sequence[FrozenTrial], uri: str) -> str:
+    """Changes whenever a trial changes state or values: the cache key."""
+    digest = hashlib.sha256(f"{CACHE_VERSION}|{uri}".encode())
+    for trial in frozen:
+        stamp = trial.datetime_complete.isoformat() if trial.datetime_complete else ""
+        values = trial.values or []
+        digest.update(f"|{trial.number}:{trial.state.name}:{stamp}:{values}".encode())
+    return digest.hexdigest()[:20]
+
+
+def _trial_frame(loaded: LoadedSweep, frozen: Sequence[FrozenTrial]) -> pd.DataFrame:
+    import pandas as pd
+
+    from sweep.drivers import ATTR_ATTEMPT, ATTR_REASON, ATTR_RETRY_OF, ATTR_RUN_ID, ATTR_VIOLATIONS
+
+    config = loaded.config
+    rows: list[dict[str, Any]] = []
+    for trial in frozen:
+        row: dict[str, Any] = {
+            "number": trial.number,
+            "state": trial.state.name,
+            "attempt": int(trial.user_attrs.get(ATTR_ATTEMPT, 1)),
+            "retry_of": trial.user_attrs.get(ATTR_RETRY_OF),
+            "failure_reason": trial.user_attrs.get(ATTR_REASON),
+            "datetime_start": trial.datetime_start,
+            "datetime_complete": trial.datetime_complete,
+            "mlflow_run_id": trial.user_attrs.get(ATTR_RUN_ID),
+        }
+        for path in config.search_space:
+            row[f"params.{path}"] = trial.params.get(path)
+        values = trial.values or [math.nan] * len(config.objectives)
+        for objective, value in zip(config.objectives, values, strict=True):
+            row[objective.metric] = float(value)
+        violations = trial.user_attrs.get(ATTR_VIOLATIONS)
+        row["violation"] = (
+            float(sum(max(0.0, v) for v in violations)) if violations is not None else math.nan
+        )
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        frame = pd.DataFrame(columns=["number", "state", "mlflow_run_id", *loaded.metric_names])
+    frame["duration_s"] = (
+        (frame["datetime_complete"] - frame["datetime_start"]).dt.total_seconds()
+        if not frame.empty
+        else []
+    )
+    return frame
+
+
+RunTable = tuple["pd.DataFrame", "pd.DataFrame"]
+
+
+def _read_mlflow(workspace: Path, uri: str, experiment: str) -> RunTable:
+    """Trial runs and seed runs of the sweep's experiment: run id, tags and latest metrics."""
+    import pandas as pd
+
+    from bao.tracking import mlflow_client
+
+    client = mlflow_client(workspace, uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        log.warning("no MLflow experiment %r at %s: trials have no run metrics", experiment, uri)
+        return pd.DataFrame({"run_id": []}), pd.DataFrame({"run_id": []})
+
+    def table(role: str) -> pd.DataFrame:
+        rows = []
+        token = None
+        while True:
+            page = client.search_runs(
+                [found.experiment_id],
+                filter_string=f"tags.`bao.role` = '{role}'",
+                max_results=10_000,
+                page_token=token,
+            )
+            for run in page:
+                tags = run.data.tags
+                rows.append(
+                    {
+                        "run_id": run.info.run_id,
+                        "parent_run_id": tags.get("mlflow.parentRunId"),
+                        "seed": _int(tags.get("bao.seed")),
+                        "eval_set_hash": tags.get("bao.eval_set_hash"),
+                        "code_version": tags.get("bao.code_version"),
+                        "checkpoint_uri": tags.get("bao.checkpoint_uri"),
+                        **run.data.metrics,
+                    }
+                )
+            token = page.token
+            if not token:
+                break
+        return pd.DataFrame(rows) if rows else pd.DataFrame({"run_id": []})
+
+    return table("trial"), table("seed")
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _join(
+    loaded: LoadedSweep, base: pd.DataFrame, trial_runs: pd.DataFrame, seed_runs: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    import pandas as pd
+
+    config = loaded.config
+    objective_metrics = [o.metric for o in config.objectives]
+    run_columns = [c for c in trial_runs.columns if c not in ("parent_run_id", "seed")]
+    # The driver's values are authoritative for the objectives (they are what it was told);
+    # MLflow supplies every other metric.
+    extra = trial_runs[[c for c in run_columns if c not in objective_metrics]]
+    trials = base.merge(extra, how="left", left_on="mlflow_run_id", right_on="run_id")
+    trials = trials.drop(columns=["run_id"])
+
+    # Seeds of complete trials (the others measured nothing to resample): nested runs where
+    # a trial has several, else the trial's own run is its only seed.
+    complete = trials[trials["state"] == "COMPLETE"]
+    by_run = dict(zip(complete["mlflow_run_id"], complete["number"], strict=True))
+    seed_frames = []
+    if not seed_runs.empty:
+        nested = seed_runs[seed_runs["parent_run_id"].isin(by_run)].copy()
+        nested.insert(0, "number", nested["parent_run_id"].map(by_run))
+        seed_frames.append(nested.drop(columns=["parent_run_id"]))
+    with_nested = set(seed_frames[0]["number"]) if seed_frames else set()
+    single = complete[~complete["number"].isin(with_nested) & complete["mlflow_run_id"].notna()]
+    if not single.empty and not trial_runs.empty:
+        own = trial_runs[trial_runs["run_id"].isin(single["mlflow_run_id"])].copy()
+        own.insert(0, "number", own["run_id"].map(by_run))
+        own["seed"] = config.seed
+        seed_frames.append(own.drop(columns=["parent_run_id"]))
+    seeds = (
+        pd.concat(seed_frames, ignore_index=True)
+        if seed_frames
+        else pd.DataFrame(columns=["number", "seed", "run_id"])
+    )
+    seeds = seeds.sort_values(["number", "seed"], kind="stable").reset_index(drop=True)
+    if not seeds.empty:
+        # A seed run's tags are the provenance of a multi-seed trial (the trial run has none).
+        provenance = seeds.groupby("number")[["eval_set_hash", "code_version"]].first()
+        for column in ("eval_set_hash", "code_version"):
+            if column not in trials:
+                trials[column] = None
+            trials[column] = trials[column].fillna(trials["number"].map(provenance[column]))
+    counts = seeds.groupby("number").size() if not seeds.empty else pd.Series(dtype=int)
+    trials["n_seeds"] = trials["number"].map(counts).fillna(0).astype(int)
+    trials["feasible"] = _feasible(loaded, trials)
+    return trials.reset_index(drop=True), seeds
+
+
+def _feasible(loaded: LoadedSweep, trials: pd.DataFrame) -> pd.Series:
+    """Constraints as the runner recorded them, else re-evaluated from the metric columns."""
+    constraints = loaded.config.constraints
+    if not constraints or trials.empty:
+        return trials["number"].map(lambda _: True).astype(bool)
+
+    def check(row: pd.Series) -> bool:
+        if not math.isnan(row["violation"]):
+            return bool(row["violation"] <= 0)
+        for constraint in constraints:
+            value = row.get(constraint.metric)
+            if value is None or not math.isfinite(float(value)):
+                return False
+            if constraint.violation(float(value)) > 0:
+                return False
+        return True
+
+    return trials.apply(check, axis=1).astype(bool)
+
+
+# ------------------------------------------------------------------------------- caching
+
+
+def _cache_paths(workspace: Path, name: str) -> tuple[Path, Path, Path]:
+    from sweep.storage import sweep_dir
+
+    folder = sweep_dir(workspace, name) / CACHE_FOLDER
+    return folder / "trial_runs.parquet", folder / "seed_runs.parquet", folder / "signature.json"
+
+
+def _read_cache(workspace: Path, name: str, signature: str) -> RunTable | None:
+    import pandas as pd
+
+    trial_path, seed_path, stamp = _cache_paths(workspace, name)
+    try:
+        if json.loads(stamp.read_text(encoding="utf-8")).get("signature") != signature:
+            return None
+        return pd.read_parquet(trial_path), pd.read_parquet(seed_path)
+    except (OSError, ValueError) as error:
+        log.debug("analysis cache of %s not used: %s", name, error)
+        return None
+
+
+def _write_cache(workspace: Path, name: str, signature: str, runs: RunTable) -> None:
+    """Best effort: a read-only workspace still analyses, it just reloads every time."""
+    from sweep.storage import write_atomically
+
+    trial_path, seed_path, stamp = _cache_paths(workspace, name)
+    try:
+        trial_path.parent.mkdir(parents=True, exist_ok=True)
+        for frame, path in zip(runs, (trial_path, seed_path), strict=True):
+            temporary = path.with_name(f".{path.name}.tmp")
+            _parquet_safe(frame).to_parquet(temporary, index=False)
+            temporary.replace(path)
+        write_atomically(stamp, json.dumps({"signature": signature, "version": CACHE_VERSION}))
+    except OSError as error:
+        log.warning("could not cache the analysis of %s: %s", name, error)
+
+
+def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Object columns that are all None have no parquet type; store them as strings."""
+    fixed = frame.copy()
+    for column in fixed.columns:
+        if fixed[column].dtype == object:
+            fixed[column] = fixed[column].astype("string")
+    return fixed
+
+
+def require_trials(data: SweepData, states: Sequence[str] = ("COMPLETE",)) -> pd.DataFrame:
+    """The trials in ``states``, or one line saying the sweep has none yet."""
+    frame = data.complete if tuple(states) == ("COMPLETE",) else data.trials
+    if frame.empty:
+        raise AnalysisError(
+            f"sweep {data.name!r} has no complete trial with finite objective values yet",
+            fix=f"wait for trials to finish (bao-pareto status {data.name})",
+        )
+    return frame

@@ -1,0 +1,231 @@
+"""Everything ``front`` shows, computed once: the CLI and the dashboard both read this.
+
+:func:`analyse_front` takes a loaded sweep and returns a :class:`FrontAnalysis` (Pareto mask
+and ranks, hypervolume, contributions and history, per-trial intervals and the probability
+of being non-dominated, the knee, the Pass@U-k envelope); :func:`front_document` renders it as
+the ``front --json`` document of DESIGN section 4.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from analysis.frontier import envelope, pass_curves
+from analysis.pareto import (
+    ReferencePoint,
+    hypervolume,
+    hypervolume_contributions,
+    hypervolume_history,
+    pareto_mask,
+    pareto_ranks,
+)
+from analysis.selection import knee_index
+from analysis.uncertainty import DEFAULT_DRAWS, Draws, draw_metrics, p_nondominated
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from analysis.loader import SweepData
+
+COLLAPSE_METRIC = "eval/no_answer_rate"
+COLLAPSE_AT = 0.999
+"""A trial whose agent never answers on (almost) every task has collapsed (DESIGN section 10):
+it costs the user nothing and helps nobody, and the front must say so."""
+
+
+@dataclass
+class FrontAnalysis:
+    data: SweepData
+    frame: pd.DataFrame
+    """Complete trials with finite objective values, the rows of every array below."""
+    values: NDArray[np.float64]
+    feasible: NDArray[np.bool_]
+    pareto: NDArray[np.bool_]
+    ranks: NDArray[np.int64]
+    p_nondominated: NDArray[np.float64]
+    low: NDArray[np.float64]
+    high: NDArray[np.float64]
+    draws: Draws
+    reference: ReferencePoint
+    hypervolume: float
+    contributions: NDArray[np.float64]
+    history: pd.DataFrame
+    """``number``, ``hypervolume`` after each trial in completion order."""
+    knee: int | None
+    envelope: pd.DataFrame
+    curves: pd.DataFrame
+
+    @property
+    def front_numbers(self) -> list[int]:
+        return [int(n) for n in self.frame["number"].to_numpy()[self.pareto]]
+
+    def front_hash(self) -> str:
+        """Identifies the front a choice was made from: its trials, values and reference."""
+        rows = sorted(
+            (int(n), [round(float(v), 12) for v in self.values[i]])
+            for i, n in enumerate(self.frame["number"])
+            if self.pareto[i]
+        )
+        text = json.dumps({"front": rows, "reference": self.reference.version})
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def analyse_front(data: SweepData, *, n_draws: int = DEFAULT_DRAWS, seed: int = 0) -> FrontAnalysis:
+    import pandas as pd
+
+    frame = data.complete.reset_index(drop=True)
+    values = data.values(frame)
+    feasible = frame["feasible"].to_numpy(dtype=bool)
+    directions = data.directions
+    mask = pareto_mask(values, directions, feasible)
+    draws = draw_metrics(data, frame, data.metrics, n_draws, seed=seed)
+    low, high = draws.interval()
+    reference = data.reference if len(frame) else _empty_reference(data)
+    point = reference.point
+    order = frame.sort_values(["datetime_complete", "number"], kind="stable").index.to_numpy()
+    history = pd.DataFrame(
+        {
+            "number": frame["number"].to_numpy()[order],
+            "hypervolume": hypervolume_history(values[order], directions, point, feasible[order]),
+        }
+    )
+    knee = None
+    if mask.any():
+        front_rows = np.flatnonzero(mask)
+        knee = int(frame["number"].iloc[front_rows[knee_index(values[mask], directions)]])
+    curves = pass_curves(data, frame[feasible])
+    return FrontAnalysis(
+        data=data,
+        frame=frame,
+        values=values,
+        feasible=feasible,
+        pareto=mask,
+        ranks=pareto_ranks(values, directions, feasible),
+        p_nondominated=p_nondominated(draws, directions, feasible),
+        low=low,
+        high=high,
+        draws=draws,
+        reference=reference,
+        hypervolume=hypervolume(values, directions, point, feasible),
+        contributions=hypervolume_contributions(values, directions, point, feasible),
+        history=history,
+        knee=knee,
+        envelope=envelope(data, curves) if not curves.empty else curves.iloc[0:0],
+        curves=curves,
+    )
+
+
+def _empty_reference(data: SweepData) -> ReferencePoint:
+    """A sweep without complete trials still has a reference point when it is governed."""
+    from analysis.pareto import AnalysisError, reference_point
+
+    thresholds = [o.threshold for o in data.loaded.config.objectives]
+    try:
+        return reference_point(data.metrics, data.directions, thresholds)
+    except AnalysisError:
+        return ReferencePoint(
+            metrics=tuple(data.metrics),
+            directions=tuple(data.directions),  # type: ignore[arg-type]
+            point=tuple(math.nan for _ in data.metrics),
+            sources=tuple("nadir" for _ in data.metrics),
+        )
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def front_document(analysis: FrontAnalysis) -> dict[str, Any]:
+    """The ``front --json`` document: every trial, complete or not."""
+    data = analysis.data
+    by_number = {int(n): i for i, n in enumerate(analysis.frame["number"])}
+    trials = []
+    for record in data.trials.to_dict("records"):
+        number = int(record["number"])
+        index = by_number.get(number)
+        params = {
+            path: json_value(record.get(f"params.{path}"))
+            for path in data.loaded.config.search_space
+        }
+        entry: dict[str, Any] = {
+            "number": number,
+            "state": record["state"],
+            "params": params,
+            "values": None,
+            "pareto": False,
+            "p_nondominated": 0.0,
+            "mlflow_run_id": json_value(record.get("mlflow_run_id")),
+        }
+        if index is not None:
+            entry["values"] = [_number(v) for v in analysis.values[index]]
+            entry["pareto"] = bool(analysis.pareto[index])
+            entry["p_nondominated"] = float(analysis.p_nondominated[index])
+            entry["intervals"] = [
+                [_number(lo), _number(hi)]
+                for lo, hi in zip(analysis.low[index], analysis.high[index], strict=True)
+            ]
+            entry["uncertainty"] = list(analysis.draws.methods[index])
+            entry["rank"] = int(analysis.ranks[index])
+            entry["feasible"] = bool(analysis.feasible[index])
+            entry["hypervolume_contribution"] = float(analysis.contributions[index])
+            collapse = _number(record.get(COLLAPSE_METRIC))
+            entry["collapsed"] = collapse is not None and collapse >= COLLAPSE_AT
+        elif record["state"] == "COMPLETE":
+            values = [_number(record.get(m)) for m in data.metrics]
+            entry["values"] = values
+        trials.append(entry)
+    return {
+        "sweep": data.name,
+        "objectives": [
+            {"metric": m, "direction": d}
+            for m, d in zip(data.metrics, data.directions, strict=True)
+        ],
+        "reference_point": [_number(x) for x in analysis.reference.point],
+        "reference_point_sources": list(analysis.reference.sources),
+        "reference_point_version": analysis.reference.version,
+        "hypervolume": analysis.hypervolume,
+        "front": analysis.front_numbers,
+        "front_hash": analysis.front_hash(),
+        "knee": analysis.knee,
+        "pass_at_u_envelope": [
+            {
+                "k": int(row["k"]),
+                "pass_rate": float(row["pass_rate"]),
+                "trial": int(row["trial"]),
+                "interval": [_number(row["lo"]), _number(row["hi"])],
+                "attainers": list(row["attainers"]),
+            }
+            for _, row in analysis.envelope.iterrows()
+        ],
+        "n_draws": int(analysis.draws.samples.shape[0]),
+        "trials": trials,
+    }
+
+
+def json_value(value: Any) -> Any:
+    """numpy and pandas scalars as JSON values; missing as None."""
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    try:
+        import pandas as pd
+
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return value
