@@ -142,3 +142,19 @@ def test_bad_budget_and_unknown_sweep_are_one_line(
     assert "budget 12 has no Pass@U-12" in err
     assert main(["front", "nope", "--workspace", str(swept)]) == 2
     assert "no sweep named 'nope'" in capsys.readouterr().err
+
+
+def test_front_sets_published_results_beside_the_envelope(
+    swept: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = REPO_ROOT.parent / "shared" / "reference" / "bao_paper_table1.csv"
+    if not table.is_file():
+        pytest.skip(f"the paper's table is not at {table}")
+    argv = ["front", "tinyfront", "--workspace", str(swept), "--reference-table", str(table)]
+    document = run_json(capsys, *argv, "--json")
+    points = document["reference_points"]
+    assert {p["k"] for p in points} == {1, 2}
+    assert any(p["model"] == "BAO (ours)-4B" for p in points)
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "Published results on function_gym" in capsys.readouterr().out

@@ -749,3 +749,47 @@ def test_reference_points_refuses_unknown_gym_and_bad_k(tmp_path: Path) -> None:
         reference_points(table, gym="f", k_max=0)
     with pytest.raises(ConfigError, match="lacks"):
         reference_points(table.drop(columns=["pass_at_u_1", "pass_at_u_2"]), gym="f")
+
+
+# ------------------------------------------------------------------------------- the CLI
+
+
+def test_import_command_logs_a_run_with_trajectories_and_metrics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from bao.tasks import save_function_tasks
+    from sweep.cli import main
+
+    tasks_path = tmp_path / "tasks.jsonl"
+    save_function_tasks(TASKS[:3], tasks_path)
+    dump = write_dump(
+        tmp_path / "10.jsonl",
+        [
+            row(TASKS[0], response([("answer", answer(TASKS[0]))])),
+            row(TASKS[1], response([("answer", answer(TASKS[1], 1.0)), ("finish", "")])),
+            row(None, response([("finish", "")])),  # no task: skipped, and reported
+        ],
+    )
+    workspace = tmp_path / "ws"
+    capsys.readouterr()
+    argv = ["import", str(dump), "--tasks", str(tasks_path), "--workspace", str(workspace)]
+    assert main([*argv, "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["imported"] == 2 and document["n_skipped"] == 1
+    assert document["eval/pass_at_u_1"] == 0.5
+    client = MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}")
+    run = client.get_run(document["run_id"])
+    assert run.data.tags["bao.role"] == "import"
+    assert run.data.metrics["eval/pass_at_u_1"] == 0.5
+    artifacts = {a.path for a in client.list_artifacts(document["run_id"])}
+    assert artifacts == {"trajectories.jsonl", "import_report.json"}
+    # A dump with nothing importable is one line, exit 2, and no run.
+    empty = write_dump(tmp_path / "11.jsonl", [row(None, response([("finish", "")]))])
+    assert main(["import", str(empty), "--tasks", str(tasks_path), "--workspace",
+                 str(workspace)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    experiment = client.get_experiment_by_name("imported")
+    assert experiment is not None
+    assert len(client.search_runs([experiment.experiment_id])) == 1

@@ -52,6 +52,10 @@ def test_fingerprint_ignores_runtime_knobs_only(sim_sweep: WriteConfig) -> None:
     base = load_sweep_config(sim_sweep()).config.fingerprint()
     same = load_sweep_config(sim_sweep(), ["driver.n_trials=50", "jobs=4", "max_retries=3"])
     assert same.config.fingerprint() == base
+    # A threshold only moves the analysis' reference point, never the trials.
+    governed = load_sweep_config(sim_sweep(), ["objectives.0.threshold=0.2"])
+    assert governed.config.objectives[0].threshold == 0.2
+    assert governed.config.fingerprint() == base
     other = load_sweep_config(sim_sweep(), ["driver.algorithm=tpe"])
     assert other.config.fingerprint() != base
 
@@ -167,6 +171,16 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
             "constraints": ["eval/user_involvement_rate <= 0.3"],
         },
         "pymoo's moead does not handle constraints",
+    ),
+    (
+        "non-finite threshold",
+        {
+            "objectives": [
+                {"metric": "eval/score", "direction": "maximize", "threshold": float("nan")},
+                {"metric": "eval/user_involvement_rate", "direction": "minimize"},
+            ]
+        },
+        "threshold must be a finite number",
     ),
 ]
 
