@@ -39,11 +39,12 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 # The quickstart sweep: 24 simulator trainings over lambda, alpha and beta (about 6 minutes on
-# 2 cores); it prints the Pareto front and the commands that open the results. Re-running it
-# resumes the same sweep in ./bao-runs (a finished sweep returns at once).
+# 2 cores), then `front` prints its Pareto front with intervals and the Pass@U-k envelope.
+# Re-running it resumes the same sweep in ./bao-runs (a finished sweep returns at once).
 demo: install
 	$(BIN)/bao-pareto baselines --n-tasks 200 --seed 0
 	$(BIN)/bao-pareto sweep configs/quickstart.yaml
+	$(BIN)/bao-pareto front quickstart
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
