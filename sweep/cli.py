@@ -66,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # MLflow and Optuna announce routine steps (new tables, new studies) at INFO on
         # stderr; the CLI's own display says what matters.
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        # The variable is read when mlflow is first imported; where that already happened
+        # (a test session, an embedding program) its logger is set directly.
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
     module_name, _ = DISPATCH[arguments.command]
     try:
         module = importlib.import_module(module_name)
