@@ -278,16 +278,19 @@ def _select(analysis: FrontAnalysis, args: argparse.Namespace) -> int:
     if not args.no_knee:
         variants.append(select_knee(data))
     registered = []
+    untouched: dict[str, str] = {}
     if args.register:
-        from analysis.registry import register_variants
+        from analysis.registry import other_aliases, register_variants
 
         registered = register_variants(analysis, variants, args.workspace_path)
+        untouched = other_aliases(analysis, [v.alias for v in variants], args.workspace_path)
     if args.json:
         document = {
             "sweep": data.name,
             "front_hash": analysis.front_hash(),
             "variants": [variant.to_dict() for variant in variants],
             "registered": [entry.to_dict() for entry in registered],
+            "other_aliases": untouched,
         }
         print(json.dumps(document))
         return 0
@@ -310,6 +313,12 @@ def _select(analysis: FrontAnalysis, args: argparse.Namespace) -> int:
         console.print(
             f"{entry.alias}: {entry.model_name} {action} {entry.version}{moved}; manifest "
             f"{entry.manifest_uri}"
+        )
+    if untouched:
+        shown = ", ".join(f"{alias} -> version {version}" for alias, version in untouched.items())
+        console.print(
+            f"[yellow]aliases from earlier selections, not set now: {shown}[/] (delete them with "
+            "MlflowClient.delete_registered_model_alias if they no longer apply)"
         )
     if registered:
         console.print(

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 INVOLVEMENT: Final = "eval/user_involvement_rate"
 """The tie-breaker between equal pass rates: the less burdensome agent wins."""
+TIE_DECIMALS: Final = 9
+"""Pass rates equal to this many decimals are equal (float noise of seed means)."""
 
 
 def candidate_trials(data: SweepData, include_infeasible: bool = False) -> pd.DataFrame:
@@ -49,8 +51,10 @@ def rank_at_k(curves: pd.DataFrame, k: int) -> pd.DataFrame:
     rows = curves[curves["k"] == k].copy()
     involvement = rows.get("user_involvement_rate")
     rows["_tie"] = involvement.fillna(np.inf) if involvement is not None else 0.0
-    rows = rows.sort_values(["pass_rate", "_tie", "number"], ascending=[False, True, True])
-    return rows.drop(columns="_tie")
+    # A seed mean such as 0.5750000000000001 ties with 0.575: compare at TIE_DECIMALS.
+    rows["_rate"] = rows["pass_rate"].round(TIE_DECIMALS)
+    rows = rows.sort_values(["_rate", "_tie", "number"], ascending=[False, True, True])
+    return rows.drop(columns=["_tie", "_rate"])
 
 
 def envelope(data: SweepData, curves: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -63,7 +67,7 @@ def envelope(data: SweepData, curves: pd.DataFrame | None = None) -> pd.DataFram
     for k in sorted(table["k"].unique()) if not table.empty else []:
         ranked = rank_at_k(table, int(k))
         best = ranked.iloc[0]
-        reach = ranked["hi"].fillna(ranked["pass_rate"]) >= best["pass_rate"] - 1e-12
+        reach = ranked["hi"].fillna(ranked["pass_rate"]) >= best["pass_rate"] - 10.0**-TIE_DECIMALS
         rows.append(
             {
                 "k": int(k),

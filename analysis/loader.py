@@ -89,8 +89,10 @@ class SweepData:
         """The sweep's hypervolume reference point (thresholds, bounds, else nadir)."""
         if self._reference is None:
             thresholds = [o.threshold for o in self.loaded.config.objectives]
+            complete = self.complete
+            feasible = complete[complete["feasible"].astype(bool)]
             self._reference = reference_point(
-                self.metrics, self.directions, thresholds, self.values()
+                self.metrics, self.directions, thresholds, self.values(feasible)
             )
         return self._reference
 
@@ -113,7 +115,7 @@ def load_sweep(workspace: Path, name: str, *, use_cache: bool = True) -> SweepDa
     loaded, study = open_existing(workspace, name)
     frozen = study.trials()
     uri = loaded.config.tracking_uri or tracking_uri(workspace)
-    signature = _signature(frozen, uri)
+    signature = _signature(frozen, uri, loaded)
     key = (str(workspace), name)
     cached = _MEMORY.get(key)
     if use_cache and cached is not None and cached.signature == signature:
@@ -138,9 +140,11 @@ def load_sweep(workspace: Path, name: str, *, use_cache: bool = True) -> SweepDa
     return data
 
 
-def _signature(frozen: Sequence[FrozenTrial], uri: str) -> str:
-    """Changes whenever a trial changes state or values: the cache key."""
-    digest = hashlib.sha256(f"{CACHE_VERSION}|{uri}".encode())
+def _signature(frozen: Sequence[FrozenTrial], uri: str, loaded: LoadedSweep) -> str:
+    """Changes whenever a trial changes state or values, or the config (a new threshold
+    moves the reference point): the cache key."""
+    config = json.dumps(loaded.config.model_dump(mode="json"), sort_keys=True)
+    digest = hashlib.sha256(f"{CACHE_VERSION}|{uri}|{config}".encode())
     for trial in frozen:
         stamp = trial.datetime_complete.isoformat() if trial.datetime_complete else ""
         values = trial.values or []
@@ -176,14 +180,23 @@ def _trial_frame(loaded: LoadedSweep, frozen: Sequence[FrozenTrial]) -> pd.DataF
             float(sum(max(0.0, v) for v in violations)) if violations is not None else math.nan
         )
         rows.append(row)
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        frame = pd.DataFrame(columns=["number", "state", "mlflow_run_id", *loaded.metric_names])
-    frame["duration_s"] = (
-        (frame["datetime_complete"] - frame["datetime_start"]).dt.total_seconds()
-        if not frame.empty
-        else []
-    )
+    columns = [
+        "number", "state", "attempt", "retry_of", "failure_reason", "datetime_start",
+        "datetime_complete", "mlflow_run_id",
+        *(f"params.{path}" for path in config.search_space),
+        *(objective.metric for objective in config.objectives),
+        "violation",
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=columns)
+    # Fixed dtypes, so that a sweep with no trial, or none finished yet, still joins and sorts.
+    frame["number"] = frame["number"].astype("int64")
+    frame["mlflow_run_id"] = frame["mlflow_run_id"].astype(object)
+    for column in ("datetime_start", "datetime_complete"):
+        frame[column] = pd.to_datetime(frame[column])
+    for objective in config.objectives:
+        frame[objective.metric] = frame[objective.metric].astype(float)
+    frame["violation"] = frame["violation"].astype(float)
+    frame["duration_s"] = (frame["datetime_complete"] - frame["datetime_start"]).dt.total_seconds()
     return frame
 
 
@@ -200,7 +213,7 @@ def _read_mlflow(workspace: Path, uri: str, experiment: str) -> RunTable:
     found = client.get_experiment_by_name(experiment)
     if found is None:
         log.warning("no MLflow experiment %r at %s: trials have no run metrics", experiment, uri)
-        return pd.DataFrame({"run_id": []}), pd.DataFrame({"run_id": []})
+        return _no_runs(), _no_runs()
 
     def table(role: str) -> pd.DataFrame:
         rows = []
@@ -228,9 +241,17 @@ def _read_mlflow(workspace: Path, uri: str, experiment: str) -> RunTable:
             token = page.token
             if not token:
                 break
-        return pd.DataFrame(rows) if rows else pd.DataFrame({"run_id": []})
+        return pd.DataFrame(rows) if rows else _no_runs()
 
     return table("trial"), table("seed")
+
+
+def _no_runs() -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(
+        {name: pd.Series([], dtype=object) for name in ("run_id", "parent_run_id", "seed")}
+    )
 
 
 def _int(text: str | None) -> int | None:

@@ -277,12 +277,19 @@ def hypervolume_subset(
 
     Exact (every subset is scored) when there are at most ``exact_limit`` subsets; otherwise
     greedy by largest hypervolume gain, which is within (1 - 1/e) of the best because the
-    hypervolume is submodular. Fewer rows come back when the front is smaller than ``size``.
+    hypervolume is submodular. Only front points that add hypervolume are candidates, so
+    fewer rows come back when there are fewer of those than ``size``.
     """
     if size < 1:
         raise AnalysisError("a hypervolume subset needs a size of at least 1", value=size)
     matrix = _matrix(values, directions)
     mask = pareto_mask(matrix, directions, feasible)
+    # Points not strictly better than the reference in every objective (a collapsed agent at
+    # the threshold, for instance) add no hypervolume and are never chosen.
+    signs = np.where(_maximise(directions), -1.0, 1.0)
+    with np.errstate(invalid="ignore"):
+        inside = (matrix * signs < np.asarray(reference, dtype=float) * signs).all(axis=1)
+    mask &= inside
     # One row per distinct point: duplicates add nothing to a subset.
     candidates: list[int] = []
     seen: set[tuple[float, ...]] = set()

@@ -108,11 +108,15 @@ def _register(
     _ensure_registered_model(client, name, data)
     front_hash = analysis.front_hash()
     done: list[Registered] = []
+    # Every version is resolved (found or created) before any alias moves: a trial without a
+    # model stops the command with the registry's aliases as they were.
     versions: dict[int, tuple[str, bool, str]] = {}
     for variant in variants:
-        trial = _trial_row(data, variant.number)
         if variant.number not in versions:
+            trial = _trial_row(data, variant.number)
             versions[variant.number] = _version_for(client, name, data, trial, variant)
+    for variant in variants:
+        trial = _trial_row(data, variant.number)
         version, created, source = versions[variant.number]
         previous = _alias_version(client, name, variant.alias)
         manifest = build_manifest(analysis, variant, trial, source=source, front_hash=front_hash)
@@ -225,7 +229,15 @@ def _model_run(data: SweepData, trial: pd.Series, variant: Variant) -> str:
 
 
 def _model_source(client: MlflowClient, data: SweepData, run_id: str) -> tuple[str, str | None]:
-    run = client.get_run(run_id)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise AnalysisError(
+            f"the MLflow run {run_id} of sweep {data.name!r} is gone",
+            fix="restore it (mlflow gc removes deleted runs for good) or choose another trial",
+        ) from None
     models = client.search_logged_models(
         [run.info.experiment_id],
         filter_string=f"source_run_id = '{run_id}' AND name = '{MODEL_ARTIFACT}'",
@@ -242,6 +254,25 @@ def _model_source(client: MlflowClient, data: SweepData, run_id: str) -> tuple[s
         f"{CHECKPOINT_TAG} tag",
         fix=f"have the backend log the model, or tag the run with {CHECKPOINT_TAG}",
     )
+
+
+def other_aliases(analysis: FrontAnalysis, aliases: list[str], workspace: Path) -> dict[str, str]:
+    """Aliases of the sweep's registered model that ``aliases`` did not include (set by an
+    earlier selection, e.g. ``hv-3`` after ``--hv-subset 2``): alias -> version."""
+    from mlflow.exceptions import MlflowException
+
+    from bao.tracking import mlflow_client
+
+    client = mlflow_client(workspace, analysis.data.tracking_uri)
+    try:
+        model = client.get_registered_model(registered_model_name(analysis.data.name))
+    except MlflowException:
+        return {}
+    return {
+        alias: str(version)
+        for alias, version in sorted(model.aliases.items())
+        if alias not in aliases
+    }
 
 
 # ------------------------------------------------------------------------------ manifest

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from analysis.frontier import INVOLVEMENT, candidate_trials, pass_curves, rank_at_k
+from analysis.frontier import INVOLVEMENT, TIE_DECIMALS, candidate_trials, pass_curves, rank_at_k
 from analysis.pareto import (
     AnalysisError,
     _maximise,
@@ -102,7 +102,7 @@ def select_budgets(
         criterion: dict[str, Any] = {
             "metric": metric,
             "value": float(best["pass_rate"]),
-            "interval": [float(best["lo"]), float(best["hi"])],
+            "interval": [_float(best["lo"]), _float(best["hi"])],
             "user_involvement_rate": _float(best.get("user_involvement_rate")),
         }
         variant = Variant(
@@ -111,10 +111,10 @@ def select_budgets(
         if len(ranked) > 1:
             second = ranked.iloc[1]
             variant.runner_up = int(second["number"])
-            variant.margin = float(best["pass_rate"] - second["pass_rate"])
+            variant.margin = round(float(best["pass_rate"] - second["pass_rate"]), TIE_DECIMALS)
             criterion["runner_up"] = {
                 "value": float(second["pass_rate"]),
-                "interval": [float(second["lo"]), float(second["hi"])],
+                "interval": [_float(second["lo"]), _float(second["hi"])],
                 "user_involvement_rate": _float(second.get("user_involvement_rate")),
             }
         variant.p_chosen = _p_chosen(
@@ -137,23 +137,34 @@ def _p_chosen(
     data: SweepData, frame: pd.DataFrame, k: int, chosen: int, *, n_draws: int, seed: int
 ) -> float | None:
     metrics = [f"eval/pass_at_u_{k}"] + ([INVOLVEMENT] if INVOLVEMENT in frame else [])
-    usable = frame[np.isfinite(frame[metrics].to_numpy(dtype=float)).all(axis=1)]
+    usable = frame[np.isfinite(frame[metrics[0]].to_numpy(dtype=float))]
     if usable.empty:
         return None
     draws = draw_metrics(data, usable, metrics, n_draws, seed=seed + k)
+    from analysis.uncertainty import FIXED
+
+    if all(method[0] == FIXED for method in draws.methods):
+        return None  # nothing was resampled: a share of 100% would claim certainty
     numbers = draws.numbers
     wins = 0
     for sample in draws.samples:
-        involvement = sample[:, 1] if sample.shape[1] > 1 else np.zeros(len(sample))
+        # A trial without a logged involvement loses ties, as in rank_at_k.
+        involvement = (
+            np.nan_to_num(sample[:, 1], nan=np.inf)
+            if sample.shape[1] > 1
+            else np.zeros(len(sample))
+        )
+        rates = np.round(sample[:, 0], TIE_DECIMALS)
         # lexsort: last key first; pass rate descending, involvement ascending, number.
-        order = np.lexsort((numbers, involvement, -sample[:, 0]))
+        order = np.lexsort((numbers, involvement, -rates))
         wins += int(numbers[order[0]] == chosen)
     return wins / len(draws.samples)
 
 
 def _budget_reason(k: int, variant: Variant, criterion: dict[str, Any]) -> str:
     value, (low, high) = criterion["value"], criterion["interval"]
-    text = f"highest Pass@U-{k}: {value:.3f} [{low:.3f}, {high:.3f}]"
+    shown = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+    text = f"highest Pass@U-{k}: {value:.3f}{shown}"
     other = criterion.get("runner_up")
     if other is None or variant.runner_up is None:
         return text + "; the only candidate"
@@ -171,10 +182,12 @@ def _budget_reason(k: int, variant: Variant, criterion: dict[str, Any]) -> str:
         text += (
             f"; margin {variant.margin:+.3f} over trial {variant.runner_up} ({other['value']:.3f})"
         )
-        if other["interval"][1] >= value:
+        if other["interval"][1] is not None and other["interval"][1] >= value:
             text += ", within the runner-up's 95% interval: not a clear win"
     if variant.p_chosen is not None:
         text += f"; chosen in {variant.p_chosen:.0%} of resampled evaluations"
+    else:
+        text += "; no noise model for these trials (log eval/n_trajectories or trajectories)"
     return text
 
 

@@ -6,7 +6,9 @@ trial into plausible values of its metrics, one set per draw, and everything els
 statistic over those draws:
 
 * a trial with two or more training seeds: **seed-level bootstrap** (resample its seeds with
-  replacement and average); this covers both kinds of noise;
+  replacement and average); each seed's value carries its own evaluation noise, so this
+  reflects both kinds, but with 2 or 3 seeds the percentile interval is coarse and too narrow
+  (3 seeds give at most 10 distinct means; identical seeds give a zero-width interval);
 * a single seed, when the trials logged their evaluation trajectories on a common task
   set (:mod:`analysis.outcomes`): **paired task bootstrap**: one resample of the tasks,
   shared by all trials, reweights each trial's per-task values. Trials that solve the same
@@ -290,13 +292,22 @@ def compare_sweeps(
             fix="compare sweeps that optimise the same metrics in the same directions",
         )
     if reference is None:
-        if a.reference.governed and b.reference.governed and a.reference.point != b.reference.point:
-            raise AnalysisError(
-                f"sweeps {a.name!r} and {b.name!r} have different reference points "
-                f"({list(a.reference.point)} vs {list(b.reference.point)})",
-                fix="pass one reference point for both",
-            )
-        reference = a.reference.point if a.reference.governed else b.reference.point
+        if a.reference.governed and b.reference.governed:
+            if a.reference.point != b.reference.point:
+                raise AnalysisError(
+                    f"sweeps {a.name!r} and {b.name!r} have different reference points "
+                    f"({list(a.reference.point)} vs {list(b.reference.point)})",
+                    fix="pass one reference point for both",
+                )
+            reference = a.reference.point
+        else:
+            # A data-derived point must come from both sweeps, or the order of the arguments
+            # would decide the answer.
+            from analysis.pareto import reference_point
+
+            thresholds = [o.threshold for o in a.loaded.config.objectives]
+            both = np.vstack([a.values(), b.values()])
+            reference = reference_point(a.metrics, a.directions, thresholds, both).point
     point = tuple(float(x) for x in reference)
     directions = a.directions
 
@@ -342,6 +353,13 @@ def attainment_surfaces(
     import moocore
     import pandas as pd
 
+    if len(directions) != 2:
+        # moocore's exact EAF in three dimensions takes minutes for hundreds of draws.
+        raise AnalysisError(
+            "attainment surfaces are computed for two objectives",
+            value=len(directions),
+            fix="pass the draws of two of the objectives",
+        )
     signs = np.where([d == "maximize" for d in directions], -1.0, 1.0)
     blocks, sets = [], []
     for index, sample in enumerate(draws.samples):

@@ -85,3 +85,38 @@ def test_select_knee_uses_the_sweep_front() -> None:
     knee = select_knee(made_sweep(rows))
     assert (knee.alias, knee.number) == ("knee", 1)
     assert "3-point front" in knee.reason
+
+
+def test_float_noise_of_seed_means_is_a_tie() -> None:
+    seed_mean = (119 / 200 + 119 / 200 + 107 / 200) / 3  # 0.5750000000000001
+    rows = [
+        trial_row(0, curve([seed_mean, 0.6, 0.6], 0.30), seeds=3),
+        trial_row(1, curve([0.575, 0.6, 0.6], 0.10)),
+    ]
+    (one,) = select_budgets(made_sweep(rows), [1], n_draws=50)
+    assert one.number == 1
+    assert one.margin == 0.0
+    assert "lower user involvement (0.100 vs 0.300)" in one.reason
+    assert envelope(made_sweep(rows)).set_index("k").loc[1, "trial"] == 1
+
+
+def test_without_a_noise_model_no_probability_is_claimed() -> None:
+    rows = [trial_row(0, curve([0.5, 0.5, 0.5], 0.1)), trial_row(1, curve([0.4, 0.4, 0.4], 0.1))]
+    for row in rows:
+        del row["eval/n_trajectories"]
+    (one,) = select_budgets(made_sweep(rows), [1], n_draws=50)
+    assert one.number == 0
+    assert one.p_chosen is None
+    assert "no noise model" in one.reason
+    assert one.criterion["interval"] == [None, None]  # JSON null, never NaN
+
+
+def test_hypervolume_subset_never_picks_a_point_at_the_reference() -> None:
+    from analysis.selection import select_hypervolume_subset
+
+    rows = [
+        trial_row(0, {"eval/pass_at_u_1": 0.515, UR: 0.034}),
+        trial_row(1, {"eval/pass_at_u_1": 0.0, UR: 0.0}),  # collapsed: adds no hypervolume
+    ]
+    variants = select_hypervolume_subset(made_sweep(rows), 2)
+    assert [v.number for v in variants] == [0]

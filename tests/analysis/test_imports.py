@@ -777,7 +777,8 @@ def test_import_command_logs_a_run_with_trajectories_and_metrics(
     argv = ["import", str(dump), "--tasks", str(tasks_path), "--workspace", str(workspace)]
     assert main([*argv, "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert document["imported"] == 2 and document["n_skipped"] == 1
+    assert document["imported"] == 2
+    assert document["n_skipped"] == 1
     assert document["eval/pass_at_u_1"] == 0.5
     client = MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}")
     run = client.get_run(document["run_id"])
@@ -787,8 +788,9 @@ def test_import_command_logs_a_run_with_trajectories_and_metrics(
     assert artifacts == {"trajectories.jsonl", "import_report.json"}
     # A dump with nothing importable is one line, exit 2, and no run.
     empty = write_dump(tmp_path / "11.jsonl", [row(None, response([("finish", "")]))])
-    assert main(["import", str(empty), "--tasks", str(tasks_path), "--workspace",
-                 str(workspace)]) == 2
+    assert (
+        main(["import", str(empty), "--tasks", str(tasks_path), "--workspace", str(workspace)]) == 2
+    )
     assert capsys.readouterr().err.count("\n") == 1
     experiment = client.get_experiment_by_name("imported")
     assert experiment is not None

@@ -94,3 +94,19 @@ def test_unknown_sweep_is_one_line(tmp_path: Path) -> None:
     real_workspace(tmp_path / "ws", [{"metrics": metrics(0.5, 0.1)}])
     with pytest.raises(ConfigError, match=r"no sweep named 'other'.*known sweeps: made"):
         load_sweep(tmp_path / "ws", "other")
+
+
+@pytest.mark.parametrize(
+    "specs",
+    [[], [{"metrics": {}, "state": "RUNNING"}], [{"metrics": {}, "state": "FAIL"}]],
+    ids=["no trials", "only running", "only failed"],
+)
+def test_sweeps_without_results_analyse_to_an_empty_front(tmp_path: Path, specs) -> None:
+    from analysis.report import analyse_front, front_document
+
+    data = real_workspace(tmp_path / "ws", specs)
+    document = front_document(analyse_front(data, n_draws=10))
+    assert document["front"] == []
+    assert document["hypervolume"] == 0.0
+    assert document["reference_point"] == [0.0, 1.0]
+    assert len(document["trials"]) == len(specs)

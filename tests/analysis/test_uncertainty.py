@@ -175,3 +175,36 @@ def test_paired_task_bootstrap_keeps_shared_outcomes_tied() -> None:
         draw_metrics(data, data.trials, METRICS, 300, seed=0, outcomes=None), DIRECTIONS
     )
     assert loose[1] > 0.1
+
+
+def test_data_derived_reference_does_not_depend_on_argument_order() -> None:
+    objectives = [
+        {"metric": METRICS[0], "direction": "maximize"},
+        {"metric": "train/seconds", "direction": "minimize"},
+    ]
+    slow = made_sweep(
+        [
+            trial_row(0, {METRICS[0]: 0.5, "train/seconds": 400.0}),
+            trial_row(1, {METRICS[0]: 0.6, "train/seconds": 500.0}),
+        ],
+        loaded=sweep_config(name="slow", objectives=objectives),
+    )
+    fast = made_sweep(
+        [
+            trial_row(0, {METRICS[0]: 0.5, "train/seconds": 90.0}),
+            trial_row(1, {METRICS[0]: 0.55, "train/seconds": 100.0}),
+        ],
+        loaded=sweep_config(name="fast", objectives=objectives),
+    )
+    one = compare_sweeps(fast, slow, n_draws=50)
+    other = compare_sweeps(slow, fast, n_draws=50)
+    assert one.reference == other.reference
+    assert one.difference == pytest.approx(-other.difference)
+    assert one.difference > 0
+
+
+def test_attainment_surfaces_refuse_three_objectives() -> None:
+    data = three_trials()
+    draws = draw_metrics(data, data.trials, [*METRICS, "eval/n_trajectories"], n_draws=5)
+    with pytest.raises(AnalysisError, match="two objectives"):
+        attainment_surfaces(draws, [*DIRECTIONS, "minimize"])
