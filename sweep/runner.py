@@ -401,7 +401,7 @@ class SweepRunner:
                 self.config.constraints, extra.get(ATTR_VIOLATIONS, []), strict=True
             ):
                 trial.set_constraint(str(constraint), violation)  # what the samplers read
-            self.study.study.tell(trial, values)
+            self._tell(trial, values)
             self.client.set_terminated(run_id, status="FINISHED")
             self._durations.append(time.monotonic() - started)
             self._emit(f"trial {number} complete")
@@ -579,6 +579,21 @@ class SweepRunner:
             log.warning("could not attach %s to run %s", log_path, run_id, exc_info=True)
 
     # -------------------------------------------------------------------------- failure
+
+    def _tell(self, trial: optuna.Trial, values: list[float]) -> None:
+        """Records the trial's values.
+
+        Optuna's grid sampler calls ``study.stop()`` once the last grid point is told, which
+        raises outside ``study.optimize``; the values are stored before that (Optuna writes
+        them in a ``finally``), so that error, and only with a finished trial, is not a
+        failure: this runner stops at ``n_trials`` on its own.
+        """
+        try:
+            self.study.study.tell(trial, values)
+        except RuntimeError as error:
+            state = self.study.storage.get_trial(self.study.trial_id(trial.number)).state
+            if "Study.stop" not in str(error) or state.name != "COMPLETE":
+                raise
 
     def _fail(
         self, trial: optuna.Trial, attrs: dict[str, Any], run_id: str, failure: TrialError

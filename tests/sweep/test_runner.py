@@ -144,3 +144,19 @@ def test_constraints_reach_the_sampler_and_the_front(
     front = study.study.best_trials
     assert front
     assert all(t.params["y"] <= 0.5 for t in front)
+
+
+def test_an_exhausted_grid_completes_its_last_trial(
+    command_sweep: WriteConfig, workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Optuna's grid sampler calls study.stop() after the last point; outside study.optimize
+    # that raises, after the values are stored. The trial is complete, not failed.
+    config = command_sweep("ok", driver={"algorithm": "grid", "n_trials": 4, "grid_points": 2})
+    assert _sweep(config, workspace) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert [t["state"] for t in status["trials"]] == ["COMPLETE"] * 4
+    runs = mlflow_runs(workspace, "cmd")
+    for trial in status["trials"]:
+        run = runs[trial["mlflow_run_id"]]
+        assert run.info.status == "FINISHED"
+        assert "bao.failure_reason" not in run.data.tags
