@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from analysis.loader import SweepData
 
 KneeMethod = Literal["asf", "high_tradeoff"]
+CLEAR_WIN = 0.95
+"""A choice made in fewer resampled evaluations than this is reported as not a clear win."""
 
 
 @dataclass
@@ -182,12 +184,16 @@ def _budget_reason(k: int, variant: Variant, criterion: dict[str, Any]) -> str:
         text += (
             f"; margin {variant.margin:+.3f} over trial {variant.runner_up} ({other['value']:.3f})"
         )
-        if other["interval"][1] is not None and other["interval"][1] >= value:
-            text += ", within the runner-up's 95% interval: not a clear win"
+    # The resampled share is the judge when there is one: paired over shared tasks it can be
+    # decisive where two unpaired intervals overlap.
     if variant.p_chosen is not None:
         text += f"; chosen in {variant.p_chosen:.0%} of resampled evaluations"
-    else:
-        text += "; no noise model for these trials (log eval/n_trajectories or trajectories)"
+        if variant.p_chosen < CLEAR_WIN:
+            text += ": not a clear win"
+        return text
+    text += "; no noise model for these trials (log eval/n_trajectories or trajectories)"
+    if variant.margin and other["interval"][1] is not None and other["interval"][1] >= value:
+        text += ", and the margin is within the runner-up's 95% interval"
     return text
 
 

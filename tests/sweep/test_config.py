@@ -32,8 +32,10 @@ def test_quickstart_config_is_valid_and_has_the_promised_shape() -> None:
     assert "eval/pass_at_u_9" in loaded.metric_names
 
 
-def test_every_quickstart_key_has_a_comment() -> None:
-    text = (REPO_ROOT / "configs" / "quickstart.yaml").read_text()
+@pytest.mark.parametrize("name", ["quickstart.yaml", "lambda_grid.yaml", "command.yaml"])
+def test_every_sweep_config_key_has_a_comment(name: str) -> None:
+    load_sweep_config(REPO_ROOT / "configs" / name)
+    text = (REPO_ROOT / "configs" / name).read_text()
     for line in text.splitlines():
         if line.strip() and not line.lstrip().startswith(("#", "-")) and ":" in line:
             _, _, rest = line.partition(":")
