@@ -290,15 +290,7 @@ def replay_calls(
         else:
             action, content = format_action(call.choice, call.content), call.content
         observation, reward, _, _, info = env.step(action)
-        trajectory.turns.append(
-            Turn(
-                choice=info["choice"],
-                content=content,
-                event=info["event"],
-                reward=reward,
-                observation=observation,
-            )
-        )
+        trajectory.turns.append(Turn.from_step(content, observation, reward, info))
     return trajectory, remarks
 
 

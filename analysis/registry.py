@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from analysis.jsonable import finite_or_none, json_value
 from analysis.pareto import AnalysisError
 
 if TYPE_CHECKING:
@@ -296,7 +297,7 @@ def build_manifest(
     metrics: dict[str, Any] = {}
     for column in sorted(c for c in data.trials.columns if str(c).startswith("eval/")):
         name = str(column)
-        value = _finite(trial.get(name))
+        value = finite_or_none(trial.get(name))
         if value is not None and not name.endswith(("_lo", "_hi", "_stderr")):
             metrics[name] = {"value": value}
     # Pass rates: Wilson 95% over the seeds' pooled trajectories (the logged _lo/_hi of a
@@ -328,13 +329,14 @@ def build_manifest(
         "margin": variant.margin,
         "p_chosen": variant.p_chosen,
         "params": {
-            path: _plain(trial.get(f"params.{path}")) for path in data.loaded.config.search_space
+            path: json_value(trial.get(f"params.{path}"))
+            for path in data.loaded.config.search_space
         },
         "metrics": metrics,
         "seeds": [int(s) for s in seeds["seed"].dropna()] if not seeds.empty else [],
         "checkpoint_uri": source,
-        "eval_set_hash": _plain(trial.get("eval_set_hash")),
-        "code_version": _plain(code) if isinstance(code, str) else None,
+        "eval_set_hash": json_value(trial.get("eval_set_hash")),
+        "code_version": json_value(code) if isinstance(code, str) else None,
         "code_version_at_selection": code_version(),
         "front_hash": front_hash,
         "front": analysis.front_numbers,
@@ -346,20 +348,6 @@ def build_manifest(
         "sweep_fingerprint": data.loaded.config.fingerprint(),
         "selected_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-
-
-def _finite(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _plain(value: Any) -> Any:
-    from analysis.report import json_value
-
-    return json_value(value)
 
 
 def _safe(alias: str) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from analysis.frontier import envelope, pass_curves
+from analysis.jsonable import finite_or_none, json_value
 from analysis.pareto import (
     ReferencePoint,
     hypervolume,
@@ -138,14 +139,6 @@ def _empty_reference(data: SweepData) -> ReferencePoint:
         )
 
 
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def front_document(analysis: FrontAnalysis) -> dict[str, Any]:
     """The ``front --json`` document: every trial, complete or not."""
     data = analysis.data
@@ -168,21 +161,21 @@ def front_document(analysis: FrontAnalysis) -> dict[str, Any]:
             "mlflow_run_id": json_value(record.get("mlflow_run_id")),
         }
         if index is not None:
-            entry["values"] = [_number(v) for v in analysis.values[index]]
+            entry["values"] = [finite_or_none(v) for v in analysis.values[index]]
             entry["pareto"] = bool(analysis.pareto[index])
             entry["p_nondominated"] = float(analysis.p_nondominated[index])
             entry["intervals"] = [
-                [_number(lo), _number(hi)]
+                [finite_or_none(lo), finite_or_none(hi)]
                 for lo, hi in zip(analysis.low[index], analysis.high[index], strict=True)
             ]
             entry["uncertainty"] = list(analysis.draws.methods[index])
             entry["rank"] = int(analysis.ranks[index])
             entry["feasible"] = bool(analysis.feasible[index])
             entry["hypervolume_contribution"] = float(analysis.contributions[index])
-            collapse = _number(record.get(COLLAPSE_METRIC))
+            collapse = finite_or_none(record.get(COLLAPSE_METRIC))
             entry["collapsed"] = collapse is not None and collapse >= COLLAPSE_AT
         elif record["state"] == "COMPLETE":
-            values = [_number(record.get(m)) for m in data.metrics]
+            values = [finite_or_none(record.get(m)) for m in data.metrics]
             entry["values"] = values
         trials.append(entry)
     return {
@@ -191,7 +184,7 @@ def front_document(analysis: FrontAnalysis) -> dict[str, Any]:
             {"metric": m, "direction": d}
             for m, d in zip(data.metrics, data.directions, strict=True)
         ],
-        "reference_point": [_number(x) for x in analysis.reference.point],
+        "reference_point": [finite_or_none(x) for x in analysis.reference.point],
         "reference_point_sources": list(analysis.reference.sources),
         "reference_point_version": analysis.reference.version,
         "hypervolume": analysis.hypervolume,
@@ -203,7 +196,7 @@ def front_document(analysis: FrontAnalysis) -> dict[str, Any]:
                 "k": int(row["k"]),
                 "pass_rate": float(row["pass_rate"]),
                 "trial": int(row["trial"]),
-                "interval": [_number(row["lo"]), _number(row["hi"])],
+                "interval": [finite_or_none(row["lo"]), finite_or_none(row["hi"])],
                 "attainers": list(row["attainers"]),
             }
             for _, row in analysis.envelope.iterrows()
@@ -211,21 +204,3 @@ def front_document(analysis: FrontAnalysis) -> dict[str, Any]:
         "n_draws": int(analysis.draws.samples.shape[0]),
         "trials": trials,
     }
-
-
-def json_value(value: Any) -> Any:
-    """numpy and pandas scalars as JSON values; missing as None."""
-    if value is None:
-        return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if hasattr(value, "item"):
-        return value.item()
-    try:
-        import pandas as pd
-
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return value

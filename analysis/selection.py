@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from analysis.frontier import INVOLVEMENT, TIE_DECIMALS, candidate_trials, pass_curves, rank_at_k
+from analysis.jsonable import finite_or_none
 from analysis.pareto import (
     AnalysisError,
     _maximise,
@@ -104,8 +105,8 @@ def select_budgets(
         criterion: dict[str, Any] = {
             "metric": metric,
             "value": float(best["pass_rate"]),
-            "interval": [_float(best["lo"]), _float(best["hi"])],
-            "user_involvement_rate": _float(best.get("user_involvement_rate")),
+            "interval": [finite_or_none(best["lo"]), finite_or_none(best["hi"])],
+            "user_involvement_rate": finite_or_none(best.get("user_involvement_rate")),
         }
         variant = Variant(
             alias=budget_alias(k), number=int(best["number"]), reason="", criterion=criterion
@@ -116,8 +117,8 @@ def select_budgets(
             variant.margin = round(float(best["pass_rate"] - second["pass_rate"]), TIE_DECIMALS)
             criterion["runner_up"] = {
                 "value": float(second["pass_rate"]),
-                "interval": [_float(second["lo"]), _float(second["hi"])],
-                "user_involvement_rate": _float(second.get("user_involvement_rate")),
+                "interval": [finite_or_none(second["lo"]), finite_or_none(second["hi"])],
+                "user_involvement_rate": finite_or_none(second.get("user_involvement_rate")),
             }
         variant.p_chosen = _p_chosen(
             data, candidates, k, variant.number, n_draws=n_draws, seed=seed
@@ -125,14 +126,6 @@ def select_budgets(
         variant.reason = _budget_reason(k, variant, criterion)
         variants.append(variant)
     return variants
-
-
-def _float(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if np.isfinite(number) else None
 
 
 def _p_chosen(

@@ -22,6 +22,17 @@ MALFORMED_EVENTS: Final = frozenset(
     {"invalid_action", "query_empty", "query_wrong_arity", "answer_unparsable", "search_bad_query"}
 )
 
+MEAN_METRICS: Final = (
+    "score",
+    "user_involvement_rate",
+    "exploration_ratio",
+    "mean_turns",
+    "invalid_rate",
+    "mean_user_actions",
+    "no_answer_rate",
+)
+"""Metrics that are means of :func:`trajectory_values` over trajectories, besides Pass@U-k."""
+
 
 def _check(trajectories: Sequence[Trajectory], k_max: int) -> None:
     if not trajectories:
@@ -61,17 +72,7 @@ def metric_names(k_max: int = DEFAULT_K_MAX) -> list[str]:
     names: list[str] = []
     for k in range(1, k_max + 1):
         names += [f"pass_at_u_{k}", f"pass_at_u_{k}_lo", f"pass_at_u_{k}_hi"]
-    return [
-        *names,
-        "score",
-        "user_involvement_rate",
-        "exploration_ratio",
-        "mean_turns",
-        "invalid_rate",
-        "mean_user_actions",
-        "no_answer_rate",
-        "n_trajectories",
-    ]
+    return [*names, *MEAN_METRICS, "n_trajectories"]
 
 
 def trajectory_values(trajectory: Trajectory, k_max: int = DEFAULT_K_MAX) -> dict[str, float]:
@@ -123,15 +124,7 @@ def summarize(trajectories: Sequence[Trajectory], k_max: int = DEFAULT_K_MAX) ->
         metrics[f"pass_at_u_{k}"] = rate
         metrics[f"pass_at_u_{k}_lo"] = low
         metrics[f"pass_at_u_{k}_hi"] = high
-    for key in (
-        "score",
-        "user_involvement_rate",
-        "exploration_ratio",
-        "mean_turns",
-        "invalid_rate",
-        "mean_user_actions",
-        "no_answer_rate",
-    ):
+    for key in MEAN_METRICS:
         metrics[key] = mean(key)
     metrics["n_trajectories"] = float(n)
     return metrics

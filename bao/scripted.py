@@ -78,15 +78,7 @@ def play_episode(
     while not done:
         choice, content = policy(task, env.turn, rng)
         observation, reward, terminated, truncated, info = env.step(format_action(choice, content))
-        trajectory.turns.append(
-            Turn(
-                choice=info["choice"],
-                content=content,
-                event=info["event"],
-                reward=reward,
-                observation=observation,
-            )
-        )
+        trajectory.turns.append(Turn.from_step(content, observation, reward, info))
         done = terminated or truncated
     return trajectory
 

@@ -59,6 +59,19 @@ class Turn:
         }
 
     @classmethod
+    def from_step(
+        cls, content: str, observation: str, reward: float, info: Mapping[str, Any]
+    ) -> Turn:
+        """The turn one environment ``step`` played: its choice and event come from ``info``."""
+        return cls(
+            choice=info["choice"],
+            content=content,
+            event=info["event"],
+            reward=reward,
+            observation=observation,
+        )
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Turn:
         return cls(
             choice=str(data["choice"]),

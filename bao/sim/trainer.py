@@ -143,15 +143,7 @@ class _Episode:
             self.wrong_answers += 1
             if self.test_known:
                 self.reasoner.observe_wrong_answer(info["value"])
-        self.trajectory.turns.append(
-            Turn(
-                choice=info["choice"],
-                content=content,
-                event=event,
-                reward=reward,
-                observation=observation,
-            )
-        )
+        self.trajectory.turns.append(Turn.from_step(content, observation, reward, info))
         self.last_event = event
         self.done = terminated or truncated
 
