@@ -57,6 +57,8 @@ class SweepData:
     parent_run_id: str | None = None
     workspace: Path | None = None
     """Where it was loaded from (``None`` for sweeps built in memory)."""
+    task_table: pd.DataFrame | None = field(default=None, repr=False)
+    """Per-task outcomes of the trials, read once by :mod:`analysis.outcomes`."""
     _reference: ReferencePoint | None = field(default=None, repr=False)
 
     @property

@@ -54,12 +54,13 @@ def load_task_outcomes(data: SweepData, frame: pd.DataFrame) -> TaskOutcomes | N
 
     if len(frame) > MAX_TRIALS or data.seeds.empty or data.workspace is None:
         return None
-    cache = _cache_path(data)
-    table = _read(cache, data.signature)
-    if table is None:
-        table = _read_trajectories(data)
-        _write(cache, data.signature, table)
-    table = table[table["number"].isin(frame["number"])]
+    if data.task_table is None:  # a front and each budget's choice share one read
+        cache = _cache_path(data)
+        data.task_table = _read(cache, data.signature)
+        if data.task_table is None:
+            data.task_table = _read_trajectories(data)
+            _write(cache, data.signature, data.task_table)
+    table = data.task_table[data.task_table["number"].isin(frame["number"])]
     if table.empty:
         return None
     # One common task set: keep the tasks every remaining trial was evaluated on.

@@ -27,7 +27,7 @@ from analysis.pareto import (
     pareto_mask,
     pareto_ranks,
 )
-from analysis.selection import knee_index
+from analysis.selection import select_knee
 from analysis.uncertainty import DEFAULT_DRAWS, Draws, draw_metrics, p_nondominated
 
 if TYPE_CHECKING:
@@ -97,10 +97,7 @@ def analyse_front(data: SweepData, *, n_draws: int = DEFAULT_DRAWS, seed: int = 
             "hypervolume": hypervolume_history(values[order], directions, point, feasible[order]),
         }
     )
-    knee = None
-    if mask.any():
-        front_rows = np.flatnonzero(mask)
-        knee = int(frame["number"].iloc[front_rows[knee_index(values[mask], directions)]])
+    knee = select_knee(data).number if mask.any() else None
     curves = pass_curves(data, frame[feasible])
     return FrontAnalysis(
         data=data,
