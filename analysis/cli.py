@@ -269,14 +269,17 @@ def _param(value: Any) -> str:
 
 
 def _select(analysis: FrontAnalysis, args: argparse.Namespace) -> int:
-    from analysis.selection import select_budgets, select_hypervolume_subset, select_knee
+    from analysis.selection import select_variants
 
     data = analysis.data
-    variants = select_budgets(data, args.budget, n_draws=args.draws, seed=args.seed)
-    if args.hv_subset is not None:
-        variants += select_hypervolume_subset(data, args.hv_subset)
-    if not args.no_knee:
-        variants.append(select_knee(data))
+    variants = select_variants(
+        data,
+        args.budget,
+        hv_subset=args.hv_subset,
+        knee=not args.no_knee,
+        n_draws=args.draws,
+        seed=args.seed,
+    )
     registered = []
     untouched: dict[str, str] = {}
     if args.register:

@@ -57,6 +57,8 @@ class SweepData:
     parent_run_id: str | None = None
     workspace: Path | None = None
     """Where it was loaded from (``None`` for sweeps built in memory)."""
+    target_trials: int | None = None
+    """The ``n_trials`` the sweep was last run to (``--n-trials`` included), from its study."""
     task_table: pd.DataFrame | None = field(default=None, repr=False)
     """Per-task outcomes of the trials, read once by :mod:`analysis.outcomes`."""
     _reference: ReferencePoint | None = field(default=None, repr=False)
@@ -113,6 +115,7 @@ def load_sweep(workspace: Path, name: str, *, use_cache: bool = True) -> SweepDa
     from bao.tracking import tracking_uri
     from sweep.runner import PARENT_RUN_ATTR
     from sweep.status import open_existing
+    from sweep.storage import N_TRIALS_ATTR
 
     loaded, study = open_existing(workspace, name)
     frozen = study.trials()
@@ -137,6 +140,7 @@ def load_sweep(workspace: Path, name: str, *, use_cache: bool = True) -> SweepDa
         signature=signature,
         parent_run_id=study.study.user_attrs.get(PARENT_RUN_ATTR),
         workspace=workspace,
+        target_trials=_int(str(study.study.user_attrs.get(N_TRIALS_ATTR, ""))),
     )
     _MEMORY[key] = data
     return data

@@ -316,3 +316,27 @@ def select_hypervolume_subset(data: SweepData, size: int) -> list[Variant]:
             )
         )
     return variants
+
+
+def select_variants(
+    data: SweepData,
+    budgets: Sequence[int],
+    *,
+    hv_subset: int | None = None,
+    knee: bool = True,
+    n_draws: int = DEFAULT_DRAWS,
+    seed: int = 0,
+) -> list[Variant]:
+    """Every variant one selection asks for, in the order ``select`` reports them: one per
+    budget, then the hypervolume subset, then the knee. The CLI and the dashboard's deploy
+    page both call this, so they cannot choose differently."""
+    if not budgets and hv_subset is None and not knee:
+        raise AnalysisError(
+            "nothing to select", fix="give a budget K, a hypervolume subset size, or keep the knee"
+        )
+    variants = select_budgets(data, budgets, n_draws=n_draws, seed=seed) if budgets else []
+    if hv_subset is not None:
+        variants += select_hypervolume_subset(data, hv_subset)
+    if knee:
+        variants.append(select_knee(data))
+    return variants

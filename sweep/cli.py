@@ -30,6 +30,7 @@ DISPATCH: Final[dict[str, tuple[str, str]]] = {
     "import": ("analysis.cli", "a BAO/UserRL validation dump as an MLflow run (trajectories)"),
     "train": ("bao.cli", "one training run (simulator backend), logged to MLflow"),
     "baselines": ("bao.cli", "evaluate scripted reference policies on Function-Gym tasks"),
+    "dashboard": ("dashboard.cli", "browse sweeps, fronts and trials; register variants"),
 }
 
 EXIT_USAGE: Final = 2

@@ -198,12 +198,23 @@ def read_manifest(workspace: Path, name: str) -> tuple[LoadedSweep, str]:
             f"no sweep named {name!r} in workspace {str(workspace)!r}",
             fix=f"known sweeps: {', '.join(known)}" if known else "run bao-pareto sweep first",
         )
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    loaded = LoadedSweep(
-        config=SweepConfig.model_validate(data["config"]),
-        source=data["source"],
-        base_dir=data["base_dir"],
-        train_config=data.get("train_config") or {},
-        metric_names=data.get("metric_names") or [],
-    )
-    return loaded, str(data["storage"])
+    from pydantic import ValidationError
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = LoadedSweep(
+            config=SweepConfig.model_validate(data["config"]),
+            source=data["source"],
+            base_dir=data["base_dir"],
+            train_config=data.get("train_config") or {},
+            metric_names=data.get("metric_names") or [],
+        )
+        return loaded, str(data["storage"])
+    except (OSError, yaml.YAMLError, ValidationError, KeyError, TypeError) as error:
+        # Written by the runner, so damage means an edit or a torn copy: say which file.
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(
+            f"the manifest {str(path)!r} of sweep {name!r} is unreadable ({reason})",
+            fix="restore it, or re-run `bao-pareto sweep CONFIG` with the sweep's config to "
+            "rewrite it",
+        ) from None

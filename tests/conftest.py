@@ -39,3 +39,12 @@ def userrl_parquet_path(userrl_functions_path: Path) -> Path:
     if not path.is_file():
         pytest.skip(f"UserRL parquet not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def sim_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with two short real simulator sweeps (``tiny-a``, ``tiny-b``), built once
+    per session for the dashboard's page and browser tests."""
+    from tests.dashboard.workspaces import build_sim_workspace
+
+    return build_sim_workspace(tmp_path_factory.mktemp("sim-workspace"))

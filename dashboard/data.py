@@ -1,0 +1,371 @@
+"""What the dashboard reads, without Streamlit: sweep listings, change stamps, trial records.
+
+Everything here is a plain function of the workspace, so the pages stay thin and the tests
+and benchmarks call the same code. :mod:`dashboard.state` wraps these in Streamlit caches.
+
+The dashboard reads only inside its workspace: sweeps are found under ``sweeps/``, MLflow
+artifacts through the workspace's tracking store, and published reference tables only from
+the path given when the dashboard was launched (never a path typed into the browser).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from analysis.loader import SweepData
+    from bao.trajectory import Trajectory
+
+log = logging.getLogger(__name__)
+
+REFERENCE_TABLE_ENV: Final = "BAO_PARETO_REFERENCE_TABLE"
+"""Set by ``bao-pareto dashboard --reference-table CSV``: published results to draw."""
+POLL_SECONDS: Final = 10
+"""Storages without a file to watch (PostgreSQL, MySQL) are re-read at most this often."""
+TRAJECTORIES: Final = "trajectories.jsonl"
+RUN_CONFIG: Final = "config.yaml"
+
+
+def sweep_names(workspace: Path) -> list[str]:
+    """Every sweep in the workspace (a folder under ``sweeps/`` with a manifest), sorted."""
+    from sweep.storage import MANIFEST
+
+    root = workspace / "sweeps"
+    if not root.is_dir():
+        return []
+    return sorted(p.parent.name for p in root.glob(f"*/{MANIFEST}") if p.is_file())
+
+
+def sweep_stamp(workspace: Path, name: str) -> str:
+    """Changes whenever the sweep's records may have changed; cheap enough to call on every
+    rerun. File storages (the default SQLite database, a journal file) are stamped by their
+    size and modification time; server storages by a clock tick of :data:`POLL_SECONDS`."""
+    from sweep.storage import MANIFEST, sweep_dir
+
+    folder = sweep_dir(workspace, name)
+    parts = [_file_stamp(folder / MANIFEST)]
+    storage = _storage_file(workspace, name)
+    if storage is None:
+        parts.append(f"t{int(time.time() // POLL_SECONDS)}")
+    else:
+        for path in (storage, storage.with_name(storage.name + "-wal")):
+            parts.append(_file_stamp(path))
+    return "|".join(parts)
+
+
+def _file_stamp(path: Path) -> str:
+    try:
+        stat = path.stat()
+    except OSError:
+        return "-"
+    return f"{stat.st_mtime_ns}:{stat.st_size}"
+
+
+def _storage_file(workspace: Path, name: str) -> Path | None:
+    from sweep.storage import read_manifest
+
+    try:
+        _, url = read_manifest(workspace, name)
+    except Exception:  # a broken manifest is reported by the overview, not here
+        return None
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///"))
+    if url.startswith("journal:"):
+        return Path(url.removeprefix("journal:"))
+    return None
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """One row of the sweeps overview."""
+
+    sweep: str
+    state: str
+    """``running``, ``finished``, ``stopped`` (fewer than ``n_trials`` done, nothing running),
+    ``not started`` or ``unreadable``."""
+    n_trials: int | None
+    complete: int
+    running: int
+    failed: int
+    hypervolume: float | None
+    reference: str
+    last_update: pd.Timestamp | None
+    error: str | None = None
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "sweep": self.sweep,
+            "state": self.state,
+            "trials done": f"{self.complete}/{self.n_trials}" if self.n_trials else "-",
+            "complete": self.complete,
+            "running": self.running,
+            "failed": self.failed,
+            "hypervolume": self.hypervolume,
+            "reference point": self.reference,
+            "last update": self.last_update,
+            "problem": self.error or "",
+        }
+
+
+def summarise(data: SweepData) -> SweepSummary:
+    """State, counts, hypervolume and last activity of a loaded sweep."""
+    import pandas as pd
+
+    from analysis.pareto import hypervolume
+
+    trials = data.trials
+    states = trials["state"].value_counts()
+    complete = int(states.get("COMPLETE", 0))
+    running = int(states.get("RUNNING", 0))
+    failed = int(states.get("FAIL", 0))
+    n_trials = data.target_trials or int(data.loaded.config.driver.n_trials)
+    if running:
+        state = "running"
+    elif trials.empty:
+        state = "not started"
+    elif complete >= n_trials:
+        state = "finished"
+    else:
+        state = "stopped"
+    volume = None
+    reference = ""
+    if not data.complete.empty:
+        point = data.reference
+        frame = data.complete
+        volume = hypervolume(
+            data.values(frame),
+            data.directions,
+            point.point,
+            frame["feasible"].to_numpy(dtype=bool),
+        )
+        reference = ", ".join(
+            f"{m.split('/')[-1]} {p:g}" for m, p in zip(data.metrics, point.point, strict=True)
+        )
+        if not point.governed:
+            reference += " (from the data)"
+    stamps = pd.concat([trials["datetime_start"], trials["datetime_complete"]]).dropna()
+    return SweepSummary(
+        sweep=data.name,
+        state=state,
+        n_trials=n_trials,
+        complete=complete,
+        running=running,
+        failed=failed,
+        hypervolume=volume,
+        reference=reference,
+        last_update=stamps.max() if not stamps.empty else None,
+    )
+
+
+def unreadable(name: str, error: Exception) -> SweepSummary:
+    """The overview row of a sweep that cannot be loaded: the reason instead of numbers."""
+    return SweepSummary(
+        sweep=name,
+        state="unreadable",
+        n_trials=None,
+        complete=0,
+        running=0,
+        failed=0,
+        hypervolume=None,
+        reference="",
+        last_update=None,
+        error=describe(error),
+    )
+
+
+def describe(error: Exception) -> str:
+    """One line for an error, with its fix when the project's errors carry one."""
+    fix = getattr(error, "fix", None)
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return f"{text} ({fix})" if fix and str(fix) not in text else text
+
+
+# ------------------------------------------------------------------------- trial records
+
+
+def seed_runs(data: SweepData, number: int) -> pd.DataFrame:
+    """``seed, run_id`` of the trial's training runs (its own run when it has one seed)."""
+    import pandas as pd
+
+    seeds = data.seeds
+    rows = seeds[seeds["number"] == number][["seed", "run_id"]] if not seeds.empty else None
+    if rows is not None and not rows.empty:
+        return rows.reset_index(drop=True)
+    trial = data.trials[data.trials["number"] == number]
+    run_id = trial["mlflow_run_id"].iloc[0] if not trial.empty else None
+    if run_id is None or (isinstance(run_id, float) and math.isnan(run_id)):
+        return pd.DataFrame({"seed": pd.Series([], dtype=object), "run_id": []})
+    return pd.DataFrame({"seed": [data.loaded.config.seed], "run_id": [str(run_id)]})
+
+
+def training_curves(data: SweepData, run_ids: list[str], prefix: str = "train/") -> pd.DataFrame:
+    """Long table ``run_id, metric, step, value`` of every ``prefix`` metric of the runs."""
+    import pandas as pd
+
+    from bao.tracking import mlflow_client
+
+    assert data.workspace is not None
+    client = mlflow_client(data.workspace, data.tracking_uri)
+    frames = []
+    for run_id in run_ids:
+        run = client.get_run(run_id)
+        for key in sorted(k for k in run.data.metrics if k.startswith(prefix)):
+            history = client.get_metric_history(run_id, key)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "run_id": run_id,
+                        "metric": key,
+                        "step": [m.step for m in history],
+                        "value": [m.value for m in history],
+                    }
+                )
+            )
+    if not frames:
+        return pd.DataFrame(columns=["run_id", "metric", "step", "value"])
+    return pd.concat(frames, ignore_index=True).sort_values(["metric", "run_id", "step"])
+
+
+def run_artifact_text(data: SweepData, run_id: str, path: str) -> str | None:
+    """A text artifact of one of the sweep's runs, or ``None`` when it has none."""
+    from mlflow.exceptions import MlflowException
+
+    from bao.tracking import mlflow_client
+
+    assert data.workspace is not None
+    client = mlflow_client(data.workspace, data.tracking_uri)
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            local = client.download_artifacts(run_id, path, folder)
+        except (MlflowException, OSError):
+            return None
+        return Path(local).read_text(encoding="utf-8")
+
+
+def trajectories(data: SweepData, run_id: str) -> list[Trajectory]:
+    """The evaluation trajectories a run logged (empty when it logged none)."""
+    from bao.trajectory import read_trajectories
+
+    text = run_artifact_text(data, run_id, TRAJECTORIES)
+    if text is None:
+        return []
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / TRAJECTORIES
+        path.write_text(text, encoding="utf-8")
+        return read_trajectories(path)
+
+
+def turn_table(trajectory: Trajectory) -> pd.DataFrame:
+    """One row per turn, the columns the trajectory viewer shows."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        [
+            {
+                "turn": index,
+                "choice": turn.choice,
+                "content": turn.content,
+                "observation": turn.observation,
+                "event": turn.event,
+                "reward": turn.reward,
+                "shaped reward": turn.shaped_reward,
+            }
+            for index, turn in enumerate(trajectory.turns, start=1)
+        ],
+        columns=["turn", "choice", "content", "observation", "event", "reward", "shaped reward"],
+    )
+
+
+def eval_metrics(data: SweepData, number: int) -> pd.DataFrame:
+    """The trial's evaluation metrics with their Wilson intervals where logged:
+    ``metric, value, low, high``."""
+    import pandas as pd
+
+    row = data.trials[data.trials["number"] == number]
+    if row.empty:
+        return pd.DataFrame(columns=["metric", "value", "low", "high"])
+    record = row.iloc[0]
+    names = sorted(
+        str(c)
+        for c in data.trials.columns
+        if str(c).startswith("eval/") and not str(c).endswith(("_lo", "_hi"))
+    )
+    rows = []
+    for name in names:
+        value = _number(record.get(name))
+        if value is None:
+            continue
+        rows.append(
+            {
+                "metric": name,
+                "value": value,
+                "low": _number(record.get(f"{name}_lo")),
+                "high": _number(record.get(f"{name}_hi")),
+            }
+        )
+    return pd.DataFrame(rows, columns=["metric", "value", "low", "high"])
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+# --------------------------------------------------------------------------- references
+
+
+def reference_table_path() -> Path | None:
+    """The published-results table the dashboard was launched with, if any."""
+    value = os.environ.get(REFERENCE_TABLE_ENV)
+    return Path(value) if value else None
+
+
+def reference_gyms(path: Path) -> list[str]:
+    from analysis.imports import load_reference_table
+
+    return sorted(str(g) for g in load_reference_table(path)["gym"].unique())
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def parameter_importance(data: SweepData) -> dict[str, dict[str, float]]:
+    """Per objective, each searched parameter's fANOVA importance (Optuna's evaluator, on the
+    sweep's complete trials; shares summing to 1). Empty when there is nothing to explain:
+    fewer than two complete trials, or a single parameter."""
+    import optuna
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    from sweep.status import open_existing
+
+    if data.workspace is None or len(data.complete) < 2:
+        return {}
+    _, study = open_existing(data.workspace, data.name)
+    result: dict[str, dict[str, float]] = {}
+    for index, metric in enumerate(data.metrics):
+
+        def target(trial: optuna.trial.FrozenTrial, index: int = index) -> float:
+            return float(trial.values[index])
+
+        try:
+            shares = get_param_importances(
+                study.study, evaluator=FanovaImportanceEvaluator(seed=0), target=target
+            )
+        except (RuntimeError, ValueError) as error:
+            # Optuna refuses when no parameter varies or too few trials are complete.
+            log.info("no parameter importance for %s of %s: %s", metric, data.name, error)
+            continue
+        result[metric] = {name: float(value) for name, value in shares.items()}
+    return result

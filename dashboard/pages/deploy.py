@@ -1,0 +1,118 @@
+"""Deploy: choose user-involvement budgets, see the variants and why, register them."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import figures, state
+
+st.title("Deploy")
+name = state.sweep_or_stop()
+with state.shown_errors():
+    analysis = state.front(name)
+data = analysis.data
+ks = data.k_values()
+if analysis.frame.empty or not ks:
+    state.stop_with(f"Sweep {name!r} has no complete trial with Pass@U-k metrics to choose from.")
+
+controls = st.columns(3)
+budgets = controls[0].multiselect(
+    "Budgets k (user-involved actions a deployment allows)", ks, default=[ks[0]]
+)
+hv_subset = controls[1].number_input(
+    "Hypervolume subset size (0: none)",
+    min_value=0,
+    max_value=max(1, len(analysis.front_numbers)),
+    value=0,
+)
+knee = controls[2].toggle("Include the knee", value=True)
+if not budgets and not hv_subset and not knee:
+    state.stop_with("Choose at least one budget, a subset size or the knee.")
+
+key = (
+    name,
+    data.signature,
+    tuple(budgets),
+    int(hv_subset),
+    knee,
+    state.draws(),
+    state.resample_seed(),
+)
+selections = st.session_state.setdefault("_selections", {})
+if key not in selections:
+    from analysis.selection import select_variants
+
+    with st.spinner("Selecting ..."), state.shown_errors():
+        selections[key] = select_variants(
+            data,
+            budgets,
+            hv_subset=int(hv_subset) or None,
+            knee=knee,
+            n_draws=state.draws(),
+            seed=state.resample_seed(),
+        )
+variants = selections[key]
+
+table = pd.DataFrame(
+    [
+        {
+            "alias": v.alias,
+            "trial": v.number,
+            "why": v.reason,
+            "runner-up": v.runner_up,
+            "margin": v.margin,
+            "chosen in draws": v.p_chosen,
+        }
+        for v in variants
+    ]
+)
+st.dataframe(
+    table,
+    hide_index=True,
+    column_config={
+        "why": st.column_config.TextColumn(width="large"),
+        "margin": st.column_config.NumberColumn(format="%.3f"),
+        "chosen in draws": st.column_config.ProgressColumn(min_value=0, max_value=1, format="%.2f"),
+    },
+)
+chosen: dict[int, list[str]] = {}
+for variant in variants:
+    chosen.setdefault(variant.number, []).append(variant.alias)
+st.plotly_chart(
+    figures.variants_figure(analysis.curves, analysis.envelope, chosen), key="variants_chart"
+)
+st.caption(f"Front hash {analysis.front_hash()}: registered manifests record it.")
+
+st.subheader("Register")
+model = f"bao-pareto-{name}"
+st.write(
+    f"Registers each chosen trial's model as a version of `{model}` in the workspace's MLflow "
+    "registry, moves the aliases above onto it and writes a manifest (the same code as "
+    "`bao-pareto select --register`)."
+)
+if st.button("Register in MLflow", type="primary"):
+    from analysis.registry import other_aliases, register_variants
+
+    with st.spinner("Registering ..."), state.shown_errors():
+        registered = register_variants(analysis, variants, state.workspace())
+        untouched = other_aliases(analysis, [v.alias for v in variants], state.workspace())
+    st.session_state["_registered"] = (registered, untouched)
+if "_registered" in st.session_state:
+    registered, untouched = st.session_state["_registered"]
+    if registered and registered[0].model_name == model:
+        st.success(
+            "; ".join(
+                f"{r.alias} -> version {r.version}"
+                + (" (new)" if r.created else " (kept)")
+                + (f", moved from {r.previous_version}" if r.previous_version else "")
+                for r in registered
+            )
+        )
+        st.dataframe(pd.DataFrame([r.to_dict() for r in registered]), hide_index=True)
+        if untouched:
+            st.warning(
+                "Aliases from earlier selections, not set now: "
+                + ", ".join(f"{a} -> version {v}" for a, v in untouched.items())
+            )
+        st.code(f"mlflow.pytorch.load_model('models:/{model}@{registered[0].alias}')")
