@@ -89,6 +89,9 @@ def _check_port(host: str, port: int) -> None:
     from bao.configuration import ConfigError
 
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # As the server will: connections of a stopped server lingering in TIME_WAIT must not
+        # count as busy, a listening socket still does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:

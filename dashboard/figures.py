@@ -3,8 +3,8 @@
 No Streamlit here and no I/O: each function takes frames or a
 :class:`~analysis.report.FrontAnalysis` and returns a ``plotly.graph_objects.Figure``, so the
 figures are tested (and benchmarked) without a browser. Large sweeps stay light: the many
-trials that are not on the front are drawn as *one* WebGL trace each (lines separated by
-gaps), not one trace per trial.
+trials that are not on the front are drawn as *one* trace (lines separated by gaps), not one
+trace per trial; scatter plots of thousands of points switch to WebGL.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ FRONT_COLORS: Final = (
     "#7f7f7f",
 )
 """Distinct colours for front trials (they repeat after ten)."""
-OTHER_COLOR: Final = "rgba(120, 120, 120, 0.25)"
+OTHER_COLOR: Final = "rgba(110, 110, 110, 0.35)"
 ENVELOPE_COLOR: Final = "#111111"
 KNEE_COLOR: Final = "#ff7f0e"
 MAX_LABELLED: Final = 12
@@ -109,8 +109,10 @@ def frontier_figure(
                 for _, rows in others.groupby("number", sort=True)
             ]
             xs, ys = _gapped(groups)
+            # One SVG path, not WebGL: measured faster to draw in a browser without a GPU
+            # (docs/benchmarks.md), and a path of 50,000 points is cheap for any browser.
             figure.add_trace(
-                go.Scattergl(
+                go.Scatter(
                     x=xs,
                     y=ys,
                     mode="lines",
@@ -126,6 +128,7 @@ def frontier_figure(
                     x=band_k + band_k[::-1],
                     y=envelope["hi"].to_list() + envelope["lo"].to_list()[::-1],
                     fill="toself",
+                    mode="lines",
                     fillcolor="rgba(17, 17, 17, 0.08)",
                     line={"width": 0},
                     name="envelope 95% interval",
