@@ -60,6 +60,7 @@ format: install-dev
 
 bench: install-dev
 	$(BIN)/python benchmarks/bench_evaluator.py
+	$(BIN)/python benchmarks/bench_dashboard.py --trials 5000 --browser
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -205,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     results["apptest"] = _app_test_timings(folder, name)
     results["pieces"] = _piece_timings(folder, name)
-    if args.browser:
+    if args.browser and not Path("/usr/bin/chromium").is_file():
+        print("no /usr/bin/chromium: the browser timing is skipped (apt-get install chromium)")
+    elif args.browser:
         results["browser"] = _browser_timings(folder, name)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2))

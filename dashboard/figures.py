@@ -38,7 +38,7 @@ OTHER_COLOR: Final = "rgba(110, 110, 110, 0.35)"
 ENVELOPE_COLOR: Final = "#111111"
 KNEE_COLOR: Final = "#ff7f0e"
 MAX_LABELLED: Final = 12
-"""Front trials beyond this many share one legend entry (a legend of 40 trials is noise)."""
+"""Highlighted trials beyond this many share one trace (a legend of 40 trials is noise)."""
 
 
 def label(metric: str) -> str:
@@ -104,8 +104,10 @@ def frontier_figure(
         ordered = curves.sort_values(["number", "k"])
         others = ordered[~ordered["number"].isin(chosen | silent)]
         if not others.empty:
+            # Rounded to what a screen can show: a third of the bytes of full float precision
+            # for thousands of curves (docs/benchmarks.md).
             groups = [
-                (rows["k"].to_list(), rows["pass_rate"].to_list())
+                (rows["k"].to_list(), rows["pass_rate"].round(4).to_list())
                 for _, rows in others.groupby("number", sort=True)
             ]
             xs, ys = _gapped(groups)
@@ -153,7 +155,12 @@ def frontier_figure(
                     hoverinfo="skip",
                 )
             )
-        for position, number in enumerate(sorted(chosen)):
+        # The best-performing trials get their own trace, colour and intervals; beyond
+        # MAX_LABELLED the rest share one trace (dozens of traces with error bars cost the
+        # browser more than they tell the reader).
+        best = ordered[ordered["number"].isin(chosen)].groupby("number")["pass_rate"].max()
+        ranked = sorted(chosen, key=lambda n: (-best.get(n, -1.0), n))
+        for position, number in enumerate(ranked[:MAX_LABELLED]):
             rows = ordered[ordered["number"] == number]
             if rows.empty:
                 continue
@@ -167,7 +174,6 @@ def frontier_figure(
                     "thickness": 1,
                     "width": 3,
                 }
-            labelled = position < MAX_LABELLED
             figure.add_trace(
                 go.Scatter(
                     x=rows["k"],
@@ -176,12 +182,28 @@ def frontier_figure(
                     mode="lines+markers",
                     line={"color": _color(position), "width": 2},
                     marker={"size": 6},
-                    name=f"trial {number}" if labelled else "more front trials",
-                    legendgroup=None if labelled else "more",
-                    showlegend=labelled or position == MAX_LABELLED,
+                    name=f"trial {number}",
                     customdata=np.column_stack([rows["lo"], rows["hi"]]),
                     hovertemplate=f"trial {number}<br>k=%{{x}}: %{{y:.3f}} "
                     "[%{customdata[0]:.3f}, %{customdata[1]:.3f}]<extra></extra>",
+                )
+            )
+        rest = ranked[MAX_LABELLED:]
+        if rest:
+            groups = [
+                (rows["k"].to_list(), rows["pass_rate"].to_list())
+                for _, rows in ordered[ordered["number"].isin(rest)].groupby("number")
+            ]
+            xs, ys = _gapped(groups)
+            figure.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=ys,
+                    mode="lines+markers",
+                    line={"color": "rgba(31, 119, 180, 0.45)", "width": 1.5},
+                    marker={"size": 4},
+                    name=f"more highlighted trials ({len(rest)})",
+                    hoverinfo="skip",
                 )
             )
         if not envelope.empty:
@@ -488,7 +510,7 @@ def hypervolume_history_figure(history: pd.DataFrame, reference: Sequence[float]
     return _layout(
         figure,
         f"Hypervolume history (reference point {shown})",
-        xaxis={"title": "complete trials, in completion order"},
+        xaxis={"title": "complete trials, in completion order", "tickformat": "d"},
         yaxis={"title": "hypervolume", "rangemode": "tozero"},
     )
 
@@ -518,7 +540,10 @@ def parallel_figure(
             dimensions=dimensions,
         )
     )
-    return _layout(figure, "Parameters and objectives of the complete trials")
+    # Parallel coordinates put their axis labels above the plot: room for them and the title.
+    return _layout(figure, "Parameters and objectives of the complete trials").update_layout(
+        margin={"t": 120}
+    )
 
 
 def slice_figure(
@@ -621,7 +646,9 @@ def training_figure(curves: pd.DataFrame, metrics: Sequence[str]) -> go.Figure:
                 row=row + 1,
                 col=col + 1,
             )
-    figure.update_xaxes(title_text="iteration")
+    # Only the bottom row names its axis: a title under every panel runs into the next
+    # row's panel titles.
+    figure.update_xaxes(title_text="iteration", row=rows)
     return _layout(figure, "Training curves", height=max(320, 260 * rows))
 
 

@@ -10,6 +10,8 @@ finished trial recomputes once.
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -188,12 +190,23 @@ def artifact_text(name: str, run_id: str, path: str) -> str | None:
     return _artifact(name, run_id, path)
 
 
+_FIGURES: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_FIGURES_LOCK = threading.Lock()
+MAX_FIGURES: Final = 64
+
+
 def cached_figure(key: tuple[Any, ...], build: Callable[[], T]) -> T:
-    """A figure built once per ``key`` (sweep signature and options) in this session:
-    reruns triggered by unrelated widgets reuse it."""
-    store: dict[tuple[Any, ...], Any] = st.session_state.setdefault("_figures", {})
-    if key not in store:
-        if len(store) > 32:
-            store.clear()
-        store[key] = build()
-    return store[key]  # type: ignore[no-any-return]
+    """A figure built once per ``key`` (sweep, signature and options) in this server process,
+    shared by every session: a widget change or the next visitor reuses it. The figures are
+    never modified after they are built."""
+    full_key = (str(workspace()), *key)
+    with _FIGURES_LOCK:
+        if full_key in _FIGURES:
+            _FIGURES.move_to_end(full_key)
+            return _FIGURES[full_key]  # type: ignore[no-any-return]
+    figure = build()
+    with _FIGURES_LOCK:
+        _FIGURES[full_key] = figure
+        while len(_FIGURES) > MAX_FIGURES:
+            _FIGURES.popitem(last=False)
+    return figure

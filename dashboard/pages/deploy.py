@@ -59,7 +59,6 @@ table = pd.DataFrame(
         {
             "alias": v.alias,
             "trial": v.number,
-            "why": v.reason,
             "runner-up": v.runner_up,
             "margin": v.margin,
             "chosen in draws": v.p_chosen,
@@ -71,11 +70,12 @@ st.dataframe(
     table,
     hide_index=True,
     column_config={
-        "why": st.column_config.TextColumn(width="large"),
         "margin": st.column_config.NumberColumn(format="%.3f"),
         "chosen in draws": st.column_config.ProgressColumn(min_value=0, max_value=1, format="%.2f"),
     },
 )
+# The reasons are sentences: a list reads better than a clipped table cell.
+st.markdown("\n".join(f"- **{v.alias}** (trial {v.number}): {v.reason}" for v in variants))
 chosen: dict[int, list[str]] = {}
 for variant in variants:
     chosen.setdefault(variant.number, []).append(variant.alias)

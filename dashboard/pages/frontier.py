@@ -29,6 +29,7 @@ highlight = left.radio(
 )
 show_intervals = middle.toggle("95% intervals", value=True)
 references = None
+gym = None
 table_path = records.reference_table_path()
 if table_path is not None:
     with state.shown_errors():
@@ -63,8 +64,8 @@ figure = state.cached_figure(
         state.draws(),
         highlight,
         show_intervals,
-        None if references is None else len(references),
         str(table_path),
+        gym,
     ),
     lambda: figures.frontier_figure(
         curves,

@@ -40,7 +40,17 @@ else:
     colour = controls[2].toggle("colour by P(non-dominated)")
     errors = controls[3].toggle("error bars", value=True)
     figure = state.cached_figure(
-        ("objectives", name, data.signature, state.draws(), x_metric, y_metric, colour, errors),
+        (
+            "objectives",
+            name,
+            data.signature,
+            state.draws(),
+            state.resample_seed(),
+            x_metric,
+            y_metric,
+            colour,
+            errors,
+        ),
         lambda: figures.objective_figure(
             analysis, x_metric, y_metric, show_errors=errors, p_nondominated=colour
         ),

@@ -48,6 +48,6 @@ if shares:
     )
 else:
     st.info(
-        "Not enough to estimate importance: it needs at least two complete trials and a "
-        "parameter that varies."
+        "Not enough to estimate importance: it needs at least two complete trials, a "
+        "parameter that varies and objective values that differ between trials."
     )

@@ -213,3 +213,18 @@ def test_compare_and_variants_figures() -> None:
     variants = figures.variants_figure(a.curves, a.envelope, {3: ["budget-1", "knee"]})
     assert [t.name for t in variants.data] == ["envelope", "trial 3: budget-1, knee"]
     assert [n.text for n in variants.layout.annotations] == ["budget-1"]
+
+
+def test_highlighted_trials_beyond_a_dozen_share_one_trace() -> None:
+    points = [(0.05 * i, 0.02 * i) for i in range(1, 17)]  # all on the front
+    data = sweep(points)
+    curves = pass_curves(data)
+    numbers = list(range(16))
+    figure = figures.frontier_figure(curves, envelope(data, curves), numbers)
+    names = [t.name for t in figure.data]
+    labelled = [n for n in names if n.startswith("trial ")]
+    assert len(labelled) == figures.MAX_LABELLED
+    # the best are the ones named: the highest pass rates are the last trials here
+    assert "trial 15" in labelled
+    assert "trial 0" not in labelled
+    assert "more highlighted trials (4)" in names
