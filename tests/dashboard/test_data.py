@@ -104,10 +104,10 @@ def test_describe_appends_the_fix() -> None:
     error = ConfigError("no sweep named 'x'", fix="run bao-pareto sweep first")
     assert records.describe(error).count("run bao-pareto sweep first") == 1
 
-    class Outage(Exception):
+    class OutageError(Exception):
         fix = "start the server"
 
-    assert records.describe(Outage("no database\ndetails")) == "no database (start the server)"
+    assert records.describe(OutageError("no database\ndetails")) == "no database (start the server)"
     assert records.describe(KeyError()) == "KeyError"
 
 
