@@ -50,7 +50,7 @@ with st.sidebar:
             "resampled evaluations",
             state.DRAWS_KEY,
             min_value=50,
-            max_value=20_000,
+            max_value=5_000,
             step=250,
             help="draws behind every interval, P(non-dominated) and selection share",
         )

@@ -54,12 +54,13 @@ def sweep_stamp(workspace: Path, name: str) -> str:
     folder = sweep_dir(workspace, name)
     parts = [_file_stamp(folder / MANIFEST)]
     storage = _storage_file(workspace, name)
-    if storage is None:
-        parts.append(f"t{int(time.time() // POLL_SECONDS)}")
+    stamps = [] if storage is None else [_file_stamp(storage)]
+    if stamps and stamps[0] != "-":
+        stamps.append(_file_stamp(storage.with_name(storage.name + "-wal")))  # type: ignore[union-attr]
     else:
-        for path in (storage, storage.with_name(storage.name + "-wal")):
-            parts.append(_file_stamp(path))
-    return "|".join(parts)
+        # A server storage, or a file that cannot be checked: re-read on a clock tick.
+        stamps = [f"t{int(time.time() // POLL_SECONDS)}"]
+    return "|".join(parts + stamps)
 
 
 def _file_stamp(path: Path) -> str:
@@ -78,7 +79,7 @@ def _storage_file(workspace: Path, name: str) -> Path | None:
     except Exception:  # a broken manifest is reported by the overview, not here
         return None
     if url.startswith("sqlite:///"):
-        return Path(url.removeprefix("sqlite:///"))
+        return Path(url.removeprefix("sqlite:///").split("?", 1)[0])
     if url.startswith("journal:"):
         return Path(url.removeprefix("journal:"))
     return None
@@ -120,7 +121,7 @@ def summarise(data: SweepData) -> SweepSummary:
     """State, counts, hypervolume and last activity of a loaded sweep."""
     import pandas as pd
 
-    from analysis.pareto import hypervolume
+    from analysis.pareto import AnalysisError, hypervolume
 
     trials = data.trials
     states = trials["state"].value_counts()
@@ -138,8 +139,12 @@ def summarise(data: SweepData) -> SweepSummary:
         state = "stopped"
     volume = None
     reference = ""
-    if not data.complete.empty:
-        point = data.reference
+    try:
+        point = data.reference if not data.complete.empty else None
+    except AnalysisError as error:  # e.g. no threshold and no feasible trial to bound it
+        point = None
+        reference = describe(error)
+    if point is not None:
         frame = data.complete
         volume = hypervolume(
             data.values(frame),

@@ -427,7 +427,8 @@ def _shade_reference(figure: go.Figure, analysis: FrontAnalysis, i: int, j: int)
             "line": {"width": 0},
             "layer": "below",
         }
-        far = 1e6 if worse_above else -1e6
+        reach = 1e6 * max(1.0, abs(bound))  # beyond any axis range, on the worse side
+        far = bound + reach if worse_above else bound - reach
         if axis == "x":
             spec.update(x0=bound, x1=far, y0=0, y1=1)
         else:
@@ -438,7 +439,8 @@ def _shade_reference(figure: go.Figure, analysis: FrontAnalysis, i: int, j: int)
             if constraint.metric != analysis.data.metrics[index]:
                 continue
             # The violated side: above a "<=" bound, below a ">=" bound.
-            far = 1e6 if constraint.op == "<=" else -1e6
+            reach = 1e6 * max(1.0, abs(constraint.bound))
+            far = constraint.bound + reach if constraint.op == "<=" else constraint.bound - reach
             shape: dict[str, Any] = {
                 "type": "rect",
                 "fillcolor": "rgba(214, 39, 40, 0.12)",
@@ -523,12 +525,28 @@ def parallel_figure(
 ) -> go.Figure:
     """Parallel coordinates: one line per trial through its parameters and objectives,
     coloured by ``color`` (one of the metrics)."""
+    import pandas as pd
     import plotly.graph_objects as go
 
-    dimensions = []
+    dimensions: list[dict[str, Any]] = []
     for column in [*params, *metrics]:
-        values = frame[column].to_numpy(dtype=float)
-        dimensions.append({"label": label(column.removeprefix("params.")), "values": values})
+        name = label(column.removeprefix("params."))
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        if numbers.notna().sum() == frame[column].notna().sum():
+            dimensions.append({"label": name, "values": numbers.to_numpy(dtype=float)})
+            continue
+        # A categorical parameter (e.g. credit r2g/equalized): codes on the axis, names as ticks.
+        categories = sorted(frame[column].dropna().astype(str).unique())
+        positions = {category: code for code, category in enumerate(categories)}
+        codes = frame[column].map(lambda v, at=positions: at[str(v)] if pd.notna(v) else None)
+        dimensions.append(
+            {
+                "label": name,
+                "values": codes.to_numpy(dtype=float),
+                "tickvals": list(range(len(categories))),
+                "ticktext": categories,
+            }
+        )
     figure = go.Figure(
         go.Parcoords(
             line={

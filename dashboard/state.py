@@ -82,12 +82,22 @@ def stop_with(message: str, *, info: bool = True) -> NoReturn:
 @contextmanager
 def shown_errors() -> Iterator[None]:
     """Errors of loading or analysis as one red line with their fix, then stop the page."""
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
     from analysis.pareto import AnalysisError
     from bao.configuration import ConfigError
 
     try:
         yield
-    except (AnalysisError, ConfigError, OSError, ValueError) as error:
+    except (
+        AnalysisError,
+        ConfigError,
+        OSError,
+        ValueError,
+        MlflowException,
+        SQLAlchemyError,
+    ) as error:  # a deleted run, a locked database: one line, the other pages still work
         stop_with(records.describe(error), info=False)
 
 
@@ -111,7 +121,8 @@ def _load(workspace_path: str, name: str, stamp: str) -> SweepData:
     return load_sweep(Path(workspace_path), name)
 
 
-@st.cache_resource(max_entries=32, show_spinner="Analysing the front ...")
+# Few entries: each analysis holds its draws (draws x trials x objectives floats).
+@st.cache_resource(max_entries=8, show_spinner="Analysing the front ...")
 def _analyse(
     workspace_path: str, name: str, signature: str, n_draws: int, seed: int, _data: SweepData
 ) -> FrontAnalysis:
@@ -163,31 +174,36 @@ def importance(name: str) -> dict[str, dict[str, float]]:
     return _importance(name, data.signature, data)
 
 
+# Run records are keyed by the sweep's stamp too: a running trial's curves, config and
+# trajectories are read again once its sweep changes, not frozen at the first view.
 @st.cache_data(max_entries=64, show_spinner=False)
-def _curves(name: str, signature: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
+def _curves(root: str, name: str, stamp: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
     return records.training_curves(sweep_data(name), list(run_ids))
 
 
 def training_curves(name: str, run_ids: list[str]) -> pd.DataFrame:
-    return _curves(name, sweep_data(name).signature, tuple(run_ids))
+    root = workspace()
+    return _curves(str(root), name, records.sweep_stamp(root, name), tuple(run_ids))
 
 
 @st.cache_resource(max_entries=32, show_spinner="Reading trajectories ...")
-def _trajectories(name: str, run_id: str) -> list[Any]:
+def _trajectories(root: str, name: str, stamp: str, run_id: str) -> list[Any]:
     return records.trajectories(sweep_data(name), run_id)
 
 
 def trajectories(name: str, run_id: str) -> list[Any]:
-    return _trajectories(name, run_id)
+    root = workspace()
+    return _trajectories(str(root), name, records.sweep_stamp(root, name), run_id)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _artifact(name: str, run_id: str, path: str) -> str | None:
+def _artifact(root: str, name: str, stamp: str, run_id: str, path: str) -> str | None:
     return records.run_artifact_text(sweep_data(name), run_id, path)
 
 
 def artifact_text(name: str, run_id: str, path: str) -> str | None:
-    return _artifact(name, run_id, path)
+    root = workspace()
+    return _artifact(str(root), name, records.sweep_stamp(root, name), run_id, path)
 
 
 _FIGURES: OrderedDict[tuple[Any, ...], Any] = OrderedDict()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from dashboard import data as records
 from dashboard import figures, state
 
 st.title("Deploy")
@@ -18,15 +19,14 @@ if analysis.frame.empty or not ks:
 
 controls = st.columns(3)
 budgets = controls[0].multiselect(
-    "Budgets k (user-involved actions a deployment allows)", ks, default=[ks[0]]
+    "Budgets k (user-involved actions a deployment allows)", ks, default=[ks[0]], key="budgets"
 )
+# No max_value: it would change with the front and reset the widget; a size beyond the front
+# is reported by the selection itself.
 hv_subset = controls[1].number_input(
-    "Hypervolume subset size (0: none)",
-    min_value=0,
-    max_value=max(1, len(analysis.front_numbers)),
-    value=0,
+    "Hypervolume subset size (0: none)", min_value=0, value=0, key="hv_subset"
 )
-knee = controls[2].toggle("Include the knee", value=True)
+knee = controls[2].toggle("Include the knee", value=True, key="knee")
 if not budgets and not hv_subset and not knee:
     state.stop_with("Choose at least one budget, a subset size or the knee.")
 
@@ -44,7 +44,7 @@ if key not in selections:
     from analysis.selection import select_variants
 
     with st.spinner("Selecting ..."), state.shown_errors():
-        selections[key] = select_variants(
+        chosen_variants = select_variants(
             data,
             budgets,
             hv_subset=int(hv_subset) or None,
@@ -52,7 +52,9 @@ if key not in selections:
             n_draws=state.draws(),
             seed=state.resample_seed(),
         )
-variants = selections[key]
+    # Kept with the analysis it came from: the button registers exactly what is shown.
+    selections[key] = (analysis, chosen_variants)
+variants = selections[key][1]
 
 table = pd.DataFrame(
     [
@@ -91,13 +93,27 @@ st.write(
     "registry, moves the aliases above onto it and writes a manifest (the same code as "
     "`bao-pareto select --register`)."
 )
-if st.button("Register in MLflow", type="primary"):
+
+
+def register(shown: tuple[object, ...]) -> None:
+    """Registers the selection that was on screen when the button was pressed, even if a
+    trial finished since (the rerun would otherwise select, and register, something else)."""
     from analysis.registry import other_aliases, register_variants
 
-    with st.spinner("Registering ..."), state.shown_errors():
-        registered = register_variants(analysis, variants, state.workspace())
-        untouched = other_aliases(analysis, [v.alias for v in variants], state.workspace())
+    shown_analysis, shown_variants = st.session_state["_selections"][shown]
+    root = state.workspace()
+    try:
+        registered = register_variants(shown_analysis, shown_variants, root)
+        untouched = other_aliases(shown_analysis, [v.alias for v in shown_variants], root)
+    except Exception as error:  # shown as one line on the page, like every other error
+        st.session_state["_register_error"] = records.describe(error)
+        return
     st.session_state["_registered"] = (registered, untouched)
+
+
+st.button("Register in MLflow", type="primary", on_click=register, args=(key,))
+if "_register_error" in st.session_state:
+    st.error(f"not registered: {st.session_state.pop('_register_error')}")
 if "_registered" in st.session_state:
     registered, untouched = st.session_state["_registered"]
     if registered and registered[0].model_name == model:

@@ -46,6 +46,8 @@ live = st.toggle(
 
 @st.fragment(run_every=REFRESH_SECONDS if live else None)
 def sweeps_table() -> None:
+    if records.sweep_names(root) != names:
+        st.rerun(scope="app")  # a sweep was added or removed: the sidebar must list it too
     rows = summaries()
     table = pd.DataFrame([row.to_row() for row in rows])
     table["progress"] = [row.complete / row.n_trials if row.n_trials else 0.0 for row in rows]

@@ -47,7 +47,9 @@ facts[1].metric("duration", f"{duration:.0f} s" if known else "-")
 facts[2].metric("seeds", int(row.get("n_seeds", 0)))
 facts[3].metric("attempt", int(row.get("attempt", 1)))
 if row["state"] == "FAIL":
-    st.error(f"failed: {row.get('failure_reason') or 'no reason recorded'}")
+    # The reason is backend output: shown as plain text, never rendered as markdown.
+    st.error("failed")
+    st.text(str(row.get("failure_reason") or "no reason recorded"))
 if isinstance(row.get("retry_of"), int | float) and not pd.isna(row.get("retry_of")):
     st.caption(f"retry of trial {int(row['retry_of'])}")
 

@@ -168,6 +168,16 @@ def test_the_dashboard_binds_localhost_by_default() -> None:
     assert args.port == 8501
 
 
+@pytest.fixture(autouse=True)
+def no_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should a check regress, fail instead of replacing pytest with a Streamlit server."""
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("the dashboard would have started")
+
+    monkeypatch.setattr("dashboard.cli.os.execve", refuse)
+
+
 def test_a_busy_port_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -191,3 +201,29 @@ def test_a_bad_reference_table_is_one_line(
     assert status == 2
     assert len(err.splitlines()) == 1
     assert "table.csv" in err
+
+
+def test_a_categorical_parameter_gets_named_ticks() -> None:
+    import pandas as pd
+
+    from dashboard.figures import parallel_figure
+
+    frame = pd.DataFrame(
+        {"params.credit": ["r2g", "equalized", "r2g"], "eval/score": [0.2, 0.4, 0.3]}
+    )
+    figure = parallel_figure(frame, ["params.credit"], ["eval/score"], "eval/score")
+    credit = figure.data[0].dimensions[0]
+    assert list(credit.ticktext) == ["equalized", "r2g"]
+    assert list(credit.values) == [1.0, 0.0, 1.0]
+
+
+def test_a_storage_url_with_options_is_still_watched(tmp_path: Path) -> None:
+    import yaml
+
+    real_workspace(tmp_path, [])
+    manifest = tmp_path / "sweeps" / "made" / "sweep.yaml"
+    document = yaml.safe_load(manifest.read_text())
+    document["storage"] += "?timeout=30"
+    manifest.write_text(yaml.safe_dump(document))
+    stamp = records.sweep_stamp(tmp_path, "made")
+    assert not stamp.split("|")[-1].startswith("t")  # the file's stamp, not the clock
