@@ -14,6 +14,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sweep.cli import add_workspace_option
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -27,20 +29,12 @@ COMMANDS = {
 }
 
 
-def _workspace_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--workspace",
-        help="MLflow database, artifacts and sweep storages (default $BAO_PARETO_HOME or "
-        "./bao-runs)",
-    )
-
-
 def build_parser(command: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"bao-pareto {command}", description=COMMANDS[command])
     if command == "import":
         return _import_parser(parser)
     parser.add_argument("sweep", help="the sweep's name (or its config file)")
-    _workspace_option(parser)
+    add_workspace_option(parser)
     parser.add_argument(
         "--draws",
         type=int,
@@ -359,7 +353,7 @@ def _import_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--samples-per-task", type=int, default=1, help="with --match position: rows per task"
     )
-    _workspace_option(parser)
+    add_workspace_option(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 

@@ -7,6 +7,13 @@ on its own: where (file, record, key), what (the value), and the fix.
 from __future__ import annotations
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (its type when it has none): what fits in a
+    one-line report of an exception raised by a library."""
+    text = str(error)
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 class BaoError(Exception):
     """Base class of the project's input errors.
 

@@ -12,6 +12,8 @@ import socket
 import sys
 from pathlib import Path
 
+from sweep.cli import add_workspace_option
+
 COMMANDS = {"dashboard": "browse sweeps, fronts and trials and register variants in a web app"}
 APP = Path(__file__).with_name("app.py")
 DEFAULT_PORT = 8501
@@ -19,11 +21,7 @@ DEFAULT_PORT = 8501
 
 def build_parser(command: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"bao-pareto {command}", description=COMMANDS[command])
-    parser.add_argument(
-        "--workspace",
-        help="MLflow database, artifacts and sweep storages (default $BAO_PARETO_HOME or "
-        "./bao-runs)",
-    )
+    add_workspace_option(parser)
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
     )

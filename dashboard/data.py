@@ -189,8 +189,10 @@ def unreadable(name: str, error: Exception) -> SweepSummary:
 
 def describe(error: Exception) -> str:
     """One line for an error, with its fix when the project's errors carry one."""
+    from bao.errors import first_line
+
     fix = getattr(error, "fix", None)
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    text = first_line(error)
     return f"{text} ({fix})" if fix and str(fix) not in text else text
 
 

@@ -57,13 +57,15 @@ def _layout(figure: go.Figure, title: str, **extra: Any) -> go.Figure:
     return figure
 
 
-def _gapped(groups: Sequence[tuple[Sequence[float], Sequence[float]]]) -> tuple[list[Any], ...]:
-    """Many polylines as one trace: points joined per group, ``None`` between groups."""
+def _gapped(curves: pd.DataFrame, decimals: int | None = None) -> tuple[list[Any], ...]:
+    """Many trials' Pass@U-k curves (rows sorted by k within a trial) as one trace: points
+    joined per trial, ``None`` between trials; pass rates rounded to ``decimals`` if given."""
     xs: list[Any] = []
     ys: list[Any] = []
-    for x, y in groups:
-        xs.extend(x)
-        ys.extend(y)
+    for _, rows in curves.groupby("number", sort=True):
+        rates = rows["pass_rate"] if decimals is None else rows["pass_rate"].round(decimals)
+        xs.extend(rows["k"].to_list())
+        ys.extend(rates.to_list())
         xs.append(None)
         ys.append(None)
     return xs, ys
@@ -106,11 +108,7 @@ def frontier_figure(
         if not others.empty:
             # Rounded to what a screen can show: a third of the bytes of full float precision
             # for thousands of curves (docs/benchmarks.md).
-            groups = [
-                (rows["k"].to_list(), rows["pass_rate"].round(4).to_list())
-                for _, rows in others.groupby("number", sort=True)
-            ]
-            xs, ys = _gapped(groups)
+            xs, ys = _gapped(others, decimals=4)
             # One SVG path, not WebGL: measured faster to draw in a browser without a GPU
             # (docs/benchmarks.md), and a path of 50,000 points is cheap for any browser.
             figure.add_trace(
@@ -119,7 +117,7 @@ def frontier_figure(
                     y=ys,
                     mode="lines",
                     line={"color": OTHER_COLOR, "width": 1},
-                    name=f"other trials ({len(groups)})",
+                    name=f"other trials ({others['number'].nunique()})",
                     hoverinfo="skip",
                 )
             )
@@ -138,11 +136,7 @@ def frontier_figure(
                 )
             )
         if silent:
-            groups = [
-                (rows["k"].to_list(), rows["pass_rate"].to_list())
-                for _, rows in ordered[ordered["number"].isin(silent)].groupby("number")
-            ]
-            xs, ys = _gapped(groups)
+            xs, ys = _gapped(ordered[ordered["number"].isin(silent)])
             listed = ", ".join(map(str, sorted(silent)[:6])) + (" ..." if len(silent) > 6 else "")
             figure.add_trace(
                 go.Scatter(
@@ -190,11 +184,7 @@ def frontier_figure(
             )
         rest = ranked[MAX_LABELLED:]
         if rest:
-            groups = [
-                (rows["k"].to_list(), rows["pass_rate"].to_list())
-                for _, rows in ordered[ordered["number"].isin(rest)].groupby("number")
-            ]
-            xs, ys = _gapped(groups)
+            xs, ys = _gapped(ordered[ordered["number"].isin(rest)])
             figure.add_trace(
                 go.Scatter(
                     x=xs,

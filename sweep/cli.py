@@ -36,6 +36,15 @@ DISPATCH: Final[dict[str, tuple[str, str]]] = {
 EXIT_USAGE: Final = 2
 
 
+def add_workspace_option(parser: argparse.ArgumentParser) -> None:
+    """``--workspace``, as every sweep, analysis and dashboard subcommand takes it."""
+    parser.add_argument(
+        "--workspace",
+        help="MLflow database, artifacts and sweep storages (default $BAO_PARETO_HOME or "
+        "./bao-runs)",
+    )
+
+
 def _top_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bao-pareto",

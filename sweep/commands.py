@@ -16,6 +16,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from bao.configuration import add_override_option
+from sweep.cli import add_workspace_option
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -36,14 +37,14 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"bao-pareto {command}", description=COMMANDS[command])
     if command == "status":
         parser.add_argument("sweep", help="the sweep's name (or its config file)")
-        _workspace_option(parser)
+        add_workspace_option(parser)
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         return parser
     parser.add_argument("config", help="sweep config YAML, e.g. configs/quickstart.yaml")
     add_override_option(parser, "driver.algorithm=nsga2")
     parser.add_argument("--n-trials", type=int, help="complete trials to reach (default: config)")
     parser.add_argument("--jobs", type=int, help="trials run at once by this process")
-    _workspace_option(parser)
+    add_workspace_option(parser)
     if command == "sweep":
         parser.add_argument(
             "--resume",
@@ -54,14 +55,6 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         "--json", action="store_true", help="no live display; print the status JSON at the end"
     )
     return parser
-
-
-def _workspace_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--workspace",
-        help="MLflow database, artifacts and sweep storages (default $BAO_PARETO_HOME or "
-        "./bao-runs)",
-    )
 
 
 def run(command: str, argv: list[str]) -> int:

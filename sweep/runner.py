@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from bao.errors import BaoError
+from bao.errors import BaoError, first_line
 from sweep.backends import Backend, RunRequest, TrialError, make_backend
 from sweep.config import LoadedSweep
 from sweep.drivers import (
@@ -409,8 +409,7 @@ class SweepRunner:
             self._fail(trial, attrs, run_id, failure)
         except Exception as error:  # a bug or an outage must not take the sweep down
             log.exception("trial %d failed unexpectedly", number)
-            detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-            self._fail(trial, attrs, run_id, TrialError("error", detail))
+            self._fail(trial, attrs, run_id, TrialError("error", first_line(error)))
         finally:
             with self._owned_lock:
                 self._owned.pop(number, None)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from bao.configuration import ConfigError
+from bao.errors import first_line
 
 if TYPE_CHECKING:
     import optuna
@@ -78,9 +79,8 @@ def open_storage(url: str) -> BaseStorage:
             fix="check the storage URL and that its database driver is installed",
         ) from None
     except Exception as error:  # SQLAlchemy's OperationalError and friends
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ConfigError(
-            f"cannot open the Optuna storage {url!r} ({first})",
+            f"cannot open the Optuna storage {url!r} ({first_line(error)})",
             fix="check that the database server is up and the URL's credentials",
         ) from None
 
@@ -212,9 +212,8 @@ def read_manifest(workspace: Path, name: str) -> tuple[LoadedSweep, str]:
         return loaded, str(data["storage"])
     except (OSError, yaml.YAMLError, ValidationError, KeyError, TypeError) as error:
         # Written by the runner, so damage means an edit or a torn copy: say which file.
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ConfigError(
-            f"the manifest {str(path)!r} of sweep {name!r} is unreadable ({reason})",
+            f"the manifest {str(path)!r} of sweep {name!r} is unreadable ({first_line(error)})",
             fix="restore it, or re-run `bao-pareto sweep CONFIG` with the sweep's config to "
             "rewrite it",
         ) from None
