@@ -18,7 +18,7 @@ from bao.tasks import generate_function_tasks, load_function_tasks
 log = logging.getLogger(__name__)
 
 COMMANDS = {
-    "train": "one training run (simulator backend), logged to MLflow",
+    "train": "one training run (simulator, or verl on GPUs), logged to MLflow",
     "baselines": "evaluate scripted reference policies on Function-Gym tasks",
 }
 
@@ -106,7 +106,9 @@ def _print_table(results: dict[str, dict[str, float]], n_tasks: int, k_max: int)
 
 def _train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bao-pareto train", description=COMMANDS["train"])
-    parser.add_argument("config", help="YAML config, e.g. configs/sim.yaml")
+    parser.add_argument(
+        "config", help="YAML config, e.g. configs/sim.yaml or configs/verl/function_gym.yaml"
+    )
     add_override_option(parser, "shaping.user_lambda=0.1")
     parser.add_argument(
         "--workspace", help="MLflow database and artifacts (default $BAO_PARETO_HOME or ./bao-runs)"
@@ -116,6 +118,12 @@ def _train_parser() -> argparse.ArgumentParser:
         "--metrics-file",
         metavar="PATH",
         help="also write that JSON object to PATH (what the sweep's command backend reads)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="verl: print the command and validate it (Hydra compose + verl's validate_config) "
+        "without starting anything; needs no GPU",
     )
     return parser
 
@@ -140,6 +148,16 @@ def _train(args: argparse.Namespace) -> int:
     )
 
     raw = apply_overrides(read_yaml(args.config), args.overrides)
+    if raw.get("backend") == "verl":
+        return _train_verl(args, raw)
+    if args.dry_run:
+        from bao.configuration import ConfigError
+
+        raise ConfigError(
+            f"{args.config}: --dry-run checks a verl launch; this is a {raw.get('backend', 'sim')} "
+            "config, which `train` validates before it starts anyway",
+            fix="drop --dry-run",
+        )
     config = validate(SimConfig, raw, source=args.config)
     workspace = resolve_workspace(args.workspace)
     # Tasks are loaded (and so validated) before any run is opened in MLflow.
@@ -194,6 +212,53 @@ def _train(args: argparse.Namespace) -> int:
         print(f"untrained: {before}")
         print(f"trained:   {after}")
         print(f"MLflow run {run_id} in {workspace} ({result.seconds:.1f} s)")
+    return 0
+
+
+def _train_verl(args: argparse.Namespace, raw: dict[str, object]) -> int:
+    """``train`` on a verl config: a dry run, or a verl launch evaluated into MLflow."""
+    import os
+    from pathlib import Path
+
+    from bao.configuration import validate
+    from bao.tracking import DEFAULT_WORKSPACE, resolve_workspace
+    from bao.verl.config import VerlConfig
+    from bao.verl.launch import printable
+
+    config = validate(VerlConfig, raw, source=args.config)
+    if args.dry_run:
+        from bao.verl.run import dry_run
+
+        # A dry run writes nothing, not even the workspace folder.
+        workspace = Path(
+            args.workspace or os.environ.get("BAO_PARETO_HOME") or DEFAULT_WORKSPACE
+        ).resolve()
+        prepared = dry_run(config, workspace)
+        gpus = config.schedule.n_gpus_per_node * config.schedule.nnodes
+        if args.json:
+            print(json.dumps({"argv": prepared.argv, "env": prepared.env, "valid": True}))
+            return 0
+        print(printable(prepared.argv, prepared.env))
+        print(
+            f"valid: composed with Hydra and checked by verl's validate_config; "
+            f"{len(prepared.data.train_tasks)} training and {len(prepared.data.eval_tasks)} "
+            f"validation tasks; needs {gpus} GPU(s)"
+        )
+        return 0
+    from bao.verl.run import train
+
+    result = train(config, resolve_workspace(args.workspace), config.model_dump(mode="json"))
+    final = {f"eval/{key}": value for key, value in result.metrics.items()}
+    document = {"run_id": result.run_id, "seconds": round(result.seconds, 3), **final}
+    if args.metrics_file:
+        Path(args.metrics_file).write_text(json.dumps(document), encoding="utf-8")
+    if args.json:
+        print(json.dumps(document))
+    else:
+        keys = ["pass_at_u_1", "pass_at_u_3", "score", "user_involvement_rate", "no_answer_rate"]
+        shown = ", ".join(f"{k} {result.metrics[k]:.3f}" for k in keys)
+        print(f"evaluated after step {result.step}: {shown}")
+        print(f"MLflow run {result.run_id}; verl files in {result.folder}")
     return 0
 
 

@@ -140,8 +140,11 @@ def validate(model: type[ModelT], data: Mapping[str, Any], *, source: str) -> Mo
             ) from None
         if kind == "missing":
             raise ConfigError(f"{source}: missing key {key!r}", fix="add it") from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if not first["loc"]:  # a check across keys: echoing the whole config would not help
+            raise ConfigError(f"{source}: {message}", fix="fix the values it names") from None
         raise ConfigError(
-            f"{source}: key {key!r}: {first['msg']}", value=first.get("input"), fix="fix the value"
+            f"{source}: key {key!r}: {message}", value=first.get("input"), fix="fix the value"
         ) from None
 
 

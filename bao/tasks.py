@@ -334,6 +334,32 @@ def _same_number(text: object, number: float) -> bool:
         return False
 
 
+def load_task_splits(
+    *,
+    train_path: str | Path | None,
+    eval_path: str | Path | None,
+    n_train: int,
+    n_eval: int,
+    generator_seed: int,
+    functions_path: str | Path | None = None,
+) -> tuple[list[FunctionTask], list[FunctionTask]]:
+    """Training and held-out tasks, loaded from files or generated.
+
+    Generated held-out tasks come from ``generator_seed + 1`` and never repeat a training
+    rule, so a policy cannot pass evaluation by remembering training rules. ``functions_path``
+    is what parquet files name their tasks in (see :func:`load_function_tasks`).
+    """
+    if train_path is not None:
+        train_tasks = load_function_tasks(train_path, functions_path)
+    else:
+        train_tasks = generate_function_tasks(n_train, generator_seed)
+    if eval_path is not None:
+        return train_tasks, load_function_tasks(eval_path, functions_path)
+    seen = {task.rule for task in train_tasks}
+    candidates = generate_function_tasks(2 * n_eval + 50, generator_seed + 1)
+    return train_tasks, [task for task in candidates if task.rule not in seen][:n_eval]
+
+
 def save_function_tasks(tasks: Iterable[FunctionTask], path: str | Path) -> None:
     """Writes tasks as JSON Lines (readable by :func:`load_function_tasks`)."""
     with Path(path).open("w", encoding="utf-8") as handle:

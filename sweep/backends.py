@@ -5,9 +5,9 @@ the one failure model (exit status, timeout, kill, missing or non-finite metrics
 only says which argv to start and, once it exited with status 0, collects the metrics; the
 MLflow run is the source of truth for them in every backend.
 
-- :class:`SimBackend`: ``bao-pareto train`` on the sweep's simulator config with the
-  trial's parameters as ``--set`` overrides, logging straight into the trial's MLflow run
-  (``MLFLOW_RUN_ID``).
+- :class:`TrainBackend` (``sim`` and ``verl``): ``bao-pareto train`` on the sweep's training
+  config with the trial's parameters as ``--set`` overrides, logging straight into the trial's
+  MLflow run (``MLFLOW_RUN_ID``); ``train`` runs the simulator, or launches verl.
 - :class:`CommandBackend`: any command, as an argv list with placeholders (never a shell
   string); it writes a metrics JSON that the runner logs into the MLflow run.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweep.config import PLACEHOLDER, CommandBackend, LoadedSweep, SimBackend
+from sweep.config import PLACEHOLDER, CommandBackend, LoadedSweep, SimBackend, VerlBackend
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -78,9 +78,24 @@ class Backend(ABC):
 
 
 def make_backend(loaded: LoadedSweep, train_config_path: Path, workspace: Path) -> Backend:
-    if isinstance(loaded.config.backend, SimBackend):
-        return SimTrainBackend(loaded, train_config_path, workspace)
+    if isinstance(loaded.config.backend, SimBackend | VerlBackend):
+        return TrainBackend(loaded, train_config_path, workspace)
     return CommandLineBackend(loaded, train_config_path, workspace)
+
+
+def preflight(loaded: LoadedSweep) -> None:
+    """What must hold before any trial starts, beyond the config itself.
+
+    verl: the pinned verl imports and the GPUs of the training config are there, so a
+    sweep on a machine without them stops at once with one line instead of queueing runs
+    that would wait for GPUs until their timeout.
+    """
+    if isinstance(loaded.config.backend, VerlBackend):
+        from bao.verl.config import VerlConfig
+        from bao.verl.launch import check_gpus, require_verl
+
+        require_verl()
+        check_gpus(VerlConfig.model_validate(loaded.train_config))
 
 
 def _yaml_value(value: Any) -> str:
@@ -88,8 +103,9 @@ def _yaml_value(value: Any) -> str:
     return json.dumps(value)
 
 
-class SimTrainBackend(Backend):
-    """``python -m sweep.cli train TRAIN.yaml --set path=value ...`` into the trial's run."""
+class TrainBackend(Backend):
+    """``python -m sweep.cli train TRAIN.yaml --set path=value ...`` into the trial's run
+    (the simulator, or a verl launch, by the training config's ``backend``)."""
 
     def launch(self, request: RunRequest) -> Launch:
         argv = [

@@ -15,11 +15,15 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bao.configuration import ConfigError, apply_overrides, read_yaml, validate
+
+if TYPE_CHECKING:
+    from bao.sim.config import SimConfig
+    from bao.verl.config import VerlConfig
 
 SWEEP_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """Sweep names become folder, study and experiment names: no separators, no traversal."""
@@ -234,7 +238,18 @@ class CommandBackend(_Model):
     """Extra environment variables for the command."""
 
 
-BackendConfig = Annotated[SimBackend | CommandBackend, Field(discriminator="kind")]
+class VerlBackend(_Model):
+    """BAO GRPO on GPUs with verl 0.9.1: each run is ``bao-pareto train`` on a verl config,
+    which launches ``python -m verl.trainer.main_ppo`` (see docs/verl.md)."""
+
+    kind: Literal["verl"]
+    train_config: str = "verl/function_gym.yaml"
+    """The verl training config every trial starts from, relative to this sweep config."""
+
+
+BackendConfig = Annotated[
+    SimBackend | VerlBackend | CommandBackend, Field(discriminator="kind")
+]
 
 
 # ------------------------------------------------------------------------------------ sweep
@@ -368,8 +383,8 @@ def load_sweep_config(path: str | Path, overrides: Sequence[str] = ()) -> Loaded
 
 def check_against_backend(config: SweepConfig, source: Path) -> LoadedSweep:
     base_dir = source.resolve().parent
-    if isinstance(config.backend, SimBackend):
-        train_config, names = _check_sim(config, base_dir, str(source))
+    if isinstance(config.backend, SimBackend | VerlBackend):
+        train_config, names = _check_train_config(config, base_dir, str(source))
     else:
         train_config, names = {}, list(config.backend.metrics)
         _check_command(config, str(source))
@@ -407,22 +422,24 @@ def check_against_backend(config: SweepConfig, source: Path) -> LoadedSweep:
     )
 
 
-def _check_sim(
+def _check_train_config(
     config: SweepConfig, base_dir: Path, source: str
 ) -> tuple[dict[str, Any], list[str]]:
+    """Validates the backend's training config with ``train`` and every corner of the search
+    space applied; returns it with the metric names its runs log."""
     from bao.metrics import metric_names
-    from bao.sim.config import SimConfig
 
-    assert isinstance(config.backend, SimBackend)
+    assert isinstance(config.backend, SimBackend | VerlBackend)
+    model = train_config_model(config.backend)
     train_path = base_dir / config.backend.train_config
     if not train_path.is_file():
         raise ConfigError(
             f"{source}: backend.train_config: {str(train_path)!r} does not exist",
-            fix="give a simulator config path relative to the sweep config, e.g. sim.yaml",
+            fix=f"give a {config.backend.kind} config path relative to the sweep config",
         )
     base = _merge(read_yaml(train_path), config.train)
     base.pop("seed", None)  # every trial sets its own training seed
-    validate(SimConfig, base, source=f"{source}: train")
+    validate(model, base, source=f"{source}: train")
     # Both ends of every range (and every choice) must give a valid training config.
     from sweep.space import corner_values
 
@@ -430,16 +447,27 @@ def _check_sim(
         for value in corner_values(spec):
             trial = apply_overrides(base, [f"{path}={json.dumps(value)}"])
             try:
-                validate(SimConfig, trial, source=source)
+                validate(model, trial, source=source)
             except ConfigError as error:
                 raise ConfigError(
                     f"{source}: search_space.{path} = {value!r} is not a valid training value "
                     f"({error.what.split(': ', 1)[-1]})",
-                    fix="check the path and range against configs/sim.yaml",
+                    fix=f"check the path and range against {config.backend.train_config}",
                 ) from None
-    sim = SimConfig.model_validate(base)
-    names = [f"eval/{name}" for name in metric_names(sim.eval.k_max)] + ["train/seconds"]
+    k_max = model.model_validate(base).eval.k_max
+    names = [f"eval/{name}" for name in metric_names(k_max)] + ["train/seconds"]
     return base, names
+
+
+def train_config_model(backend: SimBackend | VerlBackend) -> type[SimConfig] | type[VerlConfig]:
+    """The pydantic model of a backend's training config."""
+    if isinstance(backend, VerlBackend):
+        from bao.verl.config import VerlConfig
+
+        return VerlConfig
+    from bao.sim.config import SimConfig
+
+    return SimConfig
 
 
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")

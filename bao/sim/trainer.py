@@ -37,7 +37,7 @@ from bao.shaping import ShapingCoefficients, shape_trajectory, shape_turn_reward
 from bao.sim.config import SimConfig
 from bao.sim.policy import ACTIONS, PolicyNet, features
 from bao.sim.reasoner import HypothesisLibrary, Reasoner
-from bao.tasks import FunctionTask, generate_function_tasks, load_function_tasks
+from bao.tasks import FunctionTask, load_task_splits
 from bao.trajectory import Trajectory, Turn
 
 log = logging.getLogger(__name__)
@@ -265,16 +265,13 @@ def grpo_update(
 def load_tasks(config: SimConfig) -> tuple[list[FunctionTask], list[FunctionTask]]:
     """Training and held-out tasks; generated held-out tasks never repeat a training rule."""
     settings = config.tasks
-    if settings.train_path is not None:
-        train_tasks = load_function_tasks(settings.train_path)
-    else:
-        train_tasks = generate_function_tasks(settings.n_train, settings.generator_seed)
-    if settings.eval_path is not None:
-        return train_tasks, load_function_tasks(settings.eval_path)
-    seen = {task.rule for task in train_tasks}
-    candidates = generate_function_tasks(2 * settings.n_eval + 50, settings.generator_seed + 1)
-    eval_tasks = [task for task in candidates if task.rule not in seen][: settings.n_eval]
-    return train_tasks, eval_tasks
+    return load_task_splits(
+        train_path=settings.train_path,
+        eval_path=settings.eval_path,
+        n_train=settings.n_train,
+        n_eval=settings.n_eval,
+        generator_seed=settings.generator_seed,
+    )
 
 
 def evaluate_policy(

@@ -1,0 +1,270 @@
+"""The ``bao_agent`` agent loop: one Function-Gym episode per rollout, with BAO shaping.
+
+verl 0.9.1 hands an advantage estimator nothing but token tensors (``token_level_rewards``,
+``response_mask``, the group uid), so everything BAO needs per turn must be in those tensors
+by the time the episode leaves this loop:
+
+* every assistant message is one turn, a run of ``response_mask == 1`` tokens; the
+  environment's observations (and the chat-template tokens around them) have mask 0;
+* each turn's shaped reward (``bao.shaping``: user-involvement weight, information-seeking and
+  over-thinking penalties) is written on that turn's last token of ``rm_scores``, which verl
+  uses as ``token_level_scores``; ``reward_score`` holds their sum, so verl's reward loop is
+  skipped;
+* what evaluation needs (each turn's choice, event and raw reward) travels in
+  ``extra_fields["reward_extra_info"]``: per-trajectory metric values that verl averages into
+  its validation metrics, and the whole trajectory as JSON, which the launcher reads back from
+  the validation dump to compute Pass@U-k, score and user involvement exactly.
+
+The episode ends when the environment ends it (a correct answer, ``finish``, or the turn
+budget), when the model calls no tool (that message is played as an invalid turn: it used a
+turn of the budget), or when the response would outgrow ``rollout.response_length``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import lru_cache
+from typing import Any, Final
+from uuid import uuid4
+
+import torch
+from verl.experimental.agent_loop.agent_loop import (
+    AgentLoopBase,
+    AgentLoopMetrics,
+    AgentLoopOutput,
+    register,
+)
+from verl.experimental.agent_loop.tool_parser import FunctionCall, ToolParser
+from verl.utils.profiler import simple_timer
+
+from bao.envs.function_gym import DEFAULT_MAX_TURNS, FunctionGymEnv, format_action
+from bao.metrics import DEFAULT_K_MAX, trajectory_values
+from bao.shaping import ShapingCoefficients, shape_trajectory
+from bao.tasks import FunctionTask, load_function_tasks
+from bao.trajectory import Trajectory, Turn
+from bao.verl.data import (
+    AGENT_NAME,
+    TASK_ID_KEY,
+    TOOL_CHOICES,
+    TOOL_NAME,
+    TOOL_SCHEMA,
+    TRAJECTORY_KEY,
+    task_from_row,
+)
+
+log = logging.getLogger(__name__)
+
+# Server fields a multi-turn episode accumulates rather than overwrites (as verl's tool loop).
+_SUMMED_SERVER_FIELDS: Final = (
+    "spec_num_draft_tokens",
+    "spec_num_accepted_tokens",
+    "spec_num_verify_steps",
+)
+_BAD_CALL: Final = (
+    f"Invalid tool call: call {TOOL_NAME} with 'choice' one of "
+    f"{', '.join(TOOL_CHOICES)} and a string 'content'."
+)
+
+
+class BaoAgentLoopOutput(AgentLoopOutput):
+    """An agent-loop output whose rewards sit on each turn's last token."""
+
+    token_rewards: list[float]
+    """One value per response token: each turn's shaped reward on its last token, else 0."""
+
+    def as_dict(self) -> dict[str, Any]:
+        output = super().as_dict()
+        output.pop("token_rewards", None)
+        # The base class puts reward_score on the last token; BAO needs it turn by turn.
+        output["rm_scores"] = torch.tensor(self.token_rewards, dtype=torch.float32)
+        return output
+
+
+@lru_cache(maxsize=4)
+def _functions(path: str) -> dict[str, FunctionTask]:
+    # One read per worker process, shared by every episode it plays.
+    return {task.id: task for task in load_function_tasks(path)}
+
+
+@register(AGENT_NAME)
+class BaoAgentLoop(AgentLoopBase):
+    """Plays Function-Gym through the model's ``interact_with_env(choice, content)`` calls.
+
+    Args:
+        functions_path: the UserRL functions JSON that rows naming tasks by id refer to
+            (rows written by ``bao.verl.data`` carry their task and need none).
+        *args, **kwargs: what verl's agent-loop worker passes every agent loop.
+    """
+
+    def __init__(self, *args: Any, functions_path: str | None = None, **kwargs: Any) -> None:
+        kwargs.pop("tools", None)  # verl's configured tools; this loop has its own one tool
+        super().__init__(*args, **kwargs)
+        multi_turn = self.rollout_config.multi_turn
+        self.max_turns = int(multi_turn.max_assistant_turns or DEFAULT_MAX_TURNS)
+        self.max_observation_length = int(multi_turn.max_tool_response_length)
+        self.response_length = int(self.rollout_config.response_length)
+        self.tool_parser = ToolParser.get_tool_parser(multi_turn.format, self.tokenizer)
+        settings = self.config.algorithm.get("bao") or {}
+        self.coefficients = ShapingCoefficients(
+            user_lambda=float(settings.get("user_lambda", 0.0)),
+            info_seeking=float(settings.get("info_seeking", 0.0)),
+            over_thinking=float(settings.get("over_thinking", 0.0)),
+            min_turns=int(settings.get("min_turns", 15)),
+        )
+        self.k_max = int(settings.get("k_max", DEFAULT_K_MAX))
+        self.functions = _functions(functions_path) if functions_path else None
+        self._special_tokens = [t for t in self.tokenizer.all_special_tokens if t]
+
+    def _without_special_tokens(self, text: str) -> str:
+        # The tool parser decodes with special tokens (the end-of-turn marker among them).
+        for token in self._special_tokens:
+            text = text.replace(token, "")
+        return text.strip()
+
+    async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
+        task = task_from_row(kwargs, self.functions)
+        env = FunctionGymEnv(task, max_turns=self.max_turns)
+        env.reset()
+        tools = [TOOL_SCHEMA]
+        messages: list[dict[str, Any]] = [dict(message) for message in kwargs["raw_prompt"]]
+        request_id = uuid4().hex  # one id per episode: the server keeps its prefix cache
+        timing: dict[str, float] = {}
+        server_fields: dict[str, Any] = {}
+        trajectory = Trajectory(task_id=task.id)
+
+        token_ids = await self.ct_build_initial_tokens(messages, tools=tools)
+        mask: list[int] = []
+        logprobs: list[float] = []  # stays empty when the server sends none
+        done = False
+        while not done:
+            with simple_timer("generate_sequences", timing):
+                generated = await self.server_manager.generate(
+                    request_id=request_id, prompt_ids=token_ids, sampling_params=sampling_params
+                )
+            _merge_server_fields(server_fields, generated.extra_fields)
+            merged, mask, aligned = await self.ct_merge_assistant_token(
+                token_ids,
+                generated.token_ids,
+                mask,
+                logprobs if (logprobs or generated.log_probs) else None,
+                assistant_logprobs=generated.log_probs or None,
+            )
+            token_ids, logprobs = merged.token_ids, aligned or []
+
+            text, calls = await self.tool_parser.extract_tool_calls(generated.token_ids)
+            text = self._without_special_tokens(text)
+            call = calls[0] if calls else None
+            action, content, complaint = _action_of(call, text)
+            with simple_timer("tool_calls", timing):
+                observation, reward, terminated, truncated, info = env.step(action)
+            observation = complaint or observation
+            trajectory.turns.append(Turn.from_step(content, observation, reward, info))
+            done = terminated or truncated or call is None or len(mask) >= self.response_length
+            if done:
+                break
+
+            previous = list(messages)
+            messages.append(_assistant_message(text, call))
+            messages.append({"role": "tool", "content": observation[: self.max_observation_length]})
+            merged, mask, aligned = await self.ct_merge_context_msg(
+                previous, messages, token_ids, mask, logprobs or None, tools=tools
+            )
+            token_ids, logprobs = merged.token_ids, aligned or []
+            done = len(mask) >= self.response_length
+
+        shape_trajectory(trajectory, self.coefficients)
+        shaped = [float(turn.shaped_reward or 0.0) for turn in trajectory.turns]
+        # Merges may have inserted boundary tokens (mask 0) but only ever after the prompt.
+        prompt_ids = token_ids[: len(token_ids) - len(mask)]
+        response_ids = token_ids[len(prompt_ids) :][: self.response_length]
+        mask = mask[: self.response_length]
+        values: dict[str, Any] = dict(trajectory_values(trajectory, self.k_max))
+        values[TRAJECTORY_KEY] = trajectory.to_json()
+        values[TASK_ID_KEY] = task.id
+        extra_fields = {
+            **server_fields,
+            "reward_extra_info": values,
+            "turn_scores": shaped,
+            "tool_rewards": trajectory.rewards,
+        }
+        return BaoAgentLoopOutput(
+            prompt_ids=prompt_ids,
+            response_ids=response_ids,
+            response_mask=mask,
+            response_logprobs=logprobs[: self.response_length] if logprobs else None,
+            reward_score=sum(shaped),
+            token_rewards=place_turn_rewards(mask, shaped),
+            num_turns=2 * len(trajectory.turns),
+            metrics=AgentLoopMetrics(**timing),
+            extra_fields=extra_fields,
+        )
+
+
+def place_turn_rewards(mask: list[int], turn_rewards: list[float]) -> list[float]:
+    """Each turn's reward on the last token of its run of ``mask == 1``; others 0.
+
+    A turn left without tokens (an empty generation, or cut by the response-length limit)
+    adds its reward to the last turn that has tokens, so the trajectory's total, which the
+    group z-score is taken over, is kept.
+    """
+    ends = [i for i, m in enumerate(mask) if m and (i + 1 == len(mask) or not mask[i + 1])]
+    rewards = [0.0] * len(mask)
+    if not ends:
+        if any(turn_rewards):
+            log.warning("an episode's %d turns left no assistant tokens", len(turn_rewards))
+        return rewards
+    for index, value in enumerate(turn_rewards):
+        rewards[ends[min(index, len(ends) - 1)]] += value
+    if len(turn_rewards) > len(ends):
+        log.warning(
+            "%d turns share %d token runs: the rewards of the last turns were folded into "
+            "the last run (raise rollout.max_response_length)",
+            len(turn_rewards),
+            len(ends),
+        )
+    return rewards
+
+
+def _action_of(call: FunctionCall | None, text: str) -> tuple[str, str, str | None]:
+    """The environment action of a turn, the content to record, and our own observation
+    when the call itself was malformed."""
+    if call is None:
+        # No tool call: an empty action is the environment's invalid turn. The text is not
+        # played, so a reply that merely contains "[answer] 3" is never taken as an answer.
+        return "", text.strip()[:200], None
+    try:
+        arguments = json.loads(call.arguments)
+    except (TypeError, ValueError):
+        arguments = None
+    choice = arguments.get("choice") if isinstance(arguments, dict) else None
+    content = arguments.get("content", "") if isinstance(arguments, dict) else None
+    if call.name != TOOL_NAME or choice not in TOOL_CHOICES or not isinstance(content, str):
+        return "", str(call.arguments)[:200], _BAD_CALL
+    return format_action(choice, content), content, None
+
+
+def _assistant_message(text: str, call: FunctionCall | None) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if call is not None:
+        try:
+            arguments: Any = json.loads(call.arguments)
+        except (TypeError, ValueError):
+            arguments = call.arguments
+        message["tool_calls"] = [
+            {"type": "function", "function": {"name": call.name, "arguments": arguments}}
+        ]
+    return message
+
+
+def _merge_server_fields(kept: dict[str, Any], new: dict[str, Any]) -> None:
+    """Copies the server's ``extra_fields``: the first turn's as they are, later turns'
+    weight version (``max_global_steps``) and speculative-decoding counts."""
+    if not kept:
+        kept.update(new)
+        return
+    if new.get("max_global_steps"):
+        kept["max_global_steps"] = new["max_global_steps"]
+    for key in _SUMMED_SERVER_FIELDS:
+        if key in new and key in kept:
+            kept[key] = int(kept[key]) + int(new[key])

@@ -1,0 +1,172 @@
+"""Settings of one BAO GRPO training run on verl 0.9.1 (paired with ``bao.verl.launch``).
+
+The defaults are the BAO/UserRL recipe (gamma 0.8, 128 prompts per batch, 8 rollouts per
+prompt, 16 assistant turns, learning rate 1e-6, PPO mini-batch 16 and micro-batch 8 per GPU,
+no entropy bonus, SGLang rollout, 8 GPUs), written in verl 0.9.1's keys by
+:func:`bao.verl.launch.hydra_overrides`; ``configs/verl/function_gym.yaml`` documents every key.
+The shaping, advantage and task sections are the simulator's, so a sweep's search space means
+the same thing on both backends.
+
+Importing this module does not import verl: configs validate on any machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bao.sim.config import AdvantageSettings, EnvSettings, EvalSettings, ShapingSettings
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VerlTaskSettings(_Section):
+    """Where training and validation tasks come from (Function-Gym)."""
+
+    train_path: Path | None = None
+    """UserRL functions JSON, JSONL, or a UserRL/verl parquet; ``None`` generates ``n_train``.
+    A parquet file is handed to verl as it is; its rows name tasks by id (``functions_path``)."""
+    eval_path: Path | None = None
+    """Validation tasks, same formats; ``None`` generates ``n_eval`` disjoint from training."""
+    functions_path: Path | None = None
+    """The functions JSON that parquet rows refer to by id (default: the one beside them)."""
+    n_train: int = Field(400, ge=1)
+    """Generated training tasks (ignored with ``train_path``)."""
+    n_eval: int = Field(200, ge=1)
+    """Generated validation tasks (ignored with ``eval_path``)."""
+    generator_seed: int = 2026
+    """Seed of generated tasks, apart from the run seed so that runs share tasks."""
+
+
+class ModelSettings(_Section):
+    path: str = Field(min_length=1)
+    """Hugging Face model folder (or hub id, if the nodes can download) to start from."""
+    tokenizer_path: str | None = None
+    """Tokenizer folder when it differs from ``path``."""
+    tool_format: str = "hermes"
+    """verl tool-call parser of the model's chat template (hermes for Qwen2.5/Qwen3)."""
+    trust_remote_code: bool = False
+    """Allow the model folder's own Python code (only for models you trust)."""
+    gradient_checkpointing: bool = True
+    """Recompute activations in the backward pass: less memory, ~30% more time."""
+
+
+class RolloutSettings(_Section):
+    """Generation with the inference engine."""
+
+    engine: Literal["sglang", "vllm"] = "sglang"
+    """Inference engine (the BAO and UserRL recipes use SGLang)."""
+    n: int = Field(8, ge=1)
+    """Rollouts per prompt: the GRPO group size."""
+    temperature: float = Field(1.0, ge=0.0)
+    """Sampling temperature of training rollouts."""
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    """Nucleus sampling of training rollouts."""
+    eval_temperature: float = Field(0.0, ge=0.0)
+    """Sampling temperature of validation rollouts (0: greedy, one trajectory per task)."""
+    max_prompt_length: int = Field(1152, ge=64)
+    """Tokens of the opening prompt (system prompt, tool schema, task)."""
+    max_response_length: int = Field(8192, ge=64)
+    """Tokens of the whole multi-turn response (assistant turns and observations)."""
+    max_observation_length: int = Field(256, ge=16)
+    """Characters of one environment observation passed back to the model."""
+    gpu_memory_utilization: float = Field(0.5, gt=0.0, lt=1.0)
+    """Share of GPU memory the inference engine may take (the rest trains)."""
+    tensor_parallel_size: int = Field(1, ge=1)
+    """GPUs per inference replica."""
+    agent_workers: int = Field(8, ge=1)
+    """Agent-loop worker processes driving episodes concurrently."""
+
+
+class OptimSettings(_Section):
+    """The PPO/GRPO update."""
+
+    train_batch_size: int = Field(128, ge=1)
+    """Prompts per training step (each with ``rollout.n`` rollouts)."""
+    learning_rate: float = Field(1e-6, gt=0.0)
+    """Actor learning rate."""
+    ppo_mini_batch_size: int = Field(16, ge=1)
+    """Prompts per PPO mini-batch (verl multiplies by ``rollout.n``)."""
+    ppo_micro_batch_size_per_gpu: int = Field(8, ge=1)
+    """Sequences per forward/backward pass on one GPU (gradient accumulation)."""
+    log_prob_micro_batch_size_per_gpu: int = Field(8, ge=1)
+    """Sequences per log-probability pass on one GPU."""
+    entropy_coeff: float = Field(0.0, ge=0.0)
+    """Entropy bonus (0 in the BAO recipe)."""
+    use_kl_loss: bool = False
+    """KL loss to the reference policy (off in the BAO recipe: no reference model is kept)."""
+    kl_loss_coef: float = Field(0.001, ge=0.0)
+    """Weight of that KL loss when on."""
+    clip_ratio: float = Field(0.2, gt=0.0, lt=1.0)
+    """PPO clip range."""
+
+
+class ScheduleSettings(_Section):
+    """How long to train, where it runs, when to validate and save."""
+
+    total_epochs: int = Field(15, ge=1)
+    """Passes over the training tasks."""
+    total_training_steps: int | None = Field(None, ge=1)
+    """Stop after this many steps instead (smoke tests, budget-capped sweeps)."""
+    test_freq: int = Field(5, ge=1)
+    """Validate every this many steps; the last step is always validated."""
+    save_freq: int = Field(-1, ge=-1)
+    """Save a checkpoint every this many steps (-1: only the final one is kept by the sweep)."""
+    val_before_train: bool = False
+    """Also validate the untrained model (costs one validation pass)."""
+    n_gpus_per_node: int = Field(8, ge=1)
+    """GPUs per node used by this run."""
+    nnodes: int = Field(1, ge=1)
+    """Nodes (a Ray cluster reached through ``RAY_ADDRESS`` when more than one)."""
+
+
+class VerlConfig(_Section):
+    """One BAO GRPO training run on verl (``bao-pareto train configs/verl/...yaml``)."""
+
+    name: str = Field("verl", min_length=1)
+    """Run name; the MLflow experiment of a stand-alone ``bao-pareto train``."""
+    seed: int = 0
+    """Seeds verl's data shuffling and the rollout engine."""
+    backend: Literal["verl"] = "verl"
+    """This config's backend."""
+    gym: Literal["function_gym"] = "function_gym"
+    """The UserRL gym trained on."""
+    model: ModelSettings
+    tasks: VerlTaskSettings = VerlTaskSettings()
+    env: EnvSettings = EnvSettings()
+    shaping: ShapingSettings = ShapingSettings()
+    advantage: AdvantageSettings = AdvantageSettings()
+    rollout: RolloutSettings = RolloutSettings()
+    optim: OptimSettings = OptimSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    eval: EvalSettings = EvalSettings()
+    workdir: Path | None = None
+    """Folder for the run's parquet files, logs, validation dumps and checkpoints (default:
+    a fresh folder under the workspace's ``verl/``)."""
+    verl_overrides: list[str] = Field(default_factory=list)
+    """Extra Hydra overrides passed to verl as they are (``key=value``, ``+key=value``); the
+    dry run composes them, so a misspelt key fails before any GPU is asked for."""
+
+    @model_validator(mode="after")
+    def _check(self) -> VerlConfig:
+        if self.shaping.min_turns > self.env.max_turns + 1:
+            raise ValueError(
+                f"shaping.min_turns ({self.shaping.min_turns}) exceeds env.max_turns + 1 "
+                f"({self.env.max_turns + 1}): every failed run would be penalised as too short"
+            )
+        gpus = self.schedule.n_gpus_per_node * self.schedule.nnodes
+        if self.rollout.tensor_parallel_size > gpus:
+            raise ValueError(
+                f"rollout.tensor_parallel_size ({self.rollout.tensor_parallel_size}) exceeds "
+                f"the {gpus} GPUs of schedule.n_gpus_per_node x schedule.nnodes"
+            )
+        if self.optim.ppo_mini_batch_size > self.optim.train_batch_size:
+            raise ValueError(
+                f"optim.ppo_mini_batch_size ({self.optim.ppo_mini_batch_size}) exceeds "
+                f"optim.train_batch_size ({self.optim.train_batch_size})"
+            )
+        return self

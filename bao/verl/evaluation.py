@@ -1,0 +1,56 @@
+"""Evaluation of a verl run: Pass@U-k, score and user involvement from its validation rollouts.
+
+verl writes each validation pass to ``trainer.validation_data_dir/<step>.jsonl``, one line per
+episode, with the ``reward_extra_info`` the ``bao_agent`` loop attached. That includes each
+episode's whole trajectory as JSON, so the metrics here are computed exactly as the simulator
+computes them (``bao.metrics.summarize``), not from verl's averaged per-sample numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from bao.errors import BaoError
+from bao.trajectory import Trajectory
+from bao.verl.data import TRAJECTORY_KEY
+
+
+class EvaluationMissingError(BaoError):
+    """A run that left no usable validation rollouts."""
+
+
+def last_validation_dump(folder: Path) -> tuple[int, Path]:
+    """The step and path of the newest ``<step>.jsonl`` in ``folder``."""
+    dumps = [
+        (int(path.stem), path)
+        for path in folder.glob("*.jsonl")
+        if re.fullmatch(r"\d+", path.stem)
+    ] if folder.is_dir() else []
+    if not dumps:
+        raise EvaluationMissingError(
+            f"the verl run wrote no validation rollouts to {folder}",
+            fix="keep schedule.test_freq >= 1 (the last step is then always validated)",
+        )
+    return max(dumps)
+
+
+def read_validation_trajectories(path: Path) -> list[Trajectory]:
+    """The episodes of one validation dump, in the order verl wrote them."""
+    trajectories: list[Trajectory] = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                trajectories.append(Trajectory.from_json(record[TRAJECTORY_KEY]))
+            except (ValueError, KeyError, TypeError) as error:
+                raise EvaluationMissingError(
+                    f"{path}: line {number} has no readable {TRAJECTORY_KEY} ({error})",
+                    fix="validate with the bao_agent agent loop (the default of the verl backend)",
+                ) from None
+    if not trajectories:
+        raise EvaluationMissingError(f"{path} holds no episodes", fix="check data.val_files")
+    return trajectories
