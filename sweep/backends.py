@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -96,6 +97,42 @@ def preflight(loaded: LoadedSweep) -> None:
 
         require_verl()
         check_gpus(VerlConfig.model_validate(loaded.train_config))
+
+
+def dry_run_commands(loaded: LoadedSweep, workspace: str | None) -> list[dict[str, Any]]:
+    """The training command of each corner of the search space, checked without running it.
+
+    verl: each corner's config is built into the ``main_ppo`` command and composed and
+    validated by verl (no GPU needed). sim and command: the config checks already made by
+    :func:`sweep.config.load_sweep_config` are all there is; their corners are listed.
+    """
+    from bao.configuration import apply_overrides
+    from sweep.space import corner_values
+
+    corners: list[dict[str, Any]] = []
+    for path, spec in loaded.config.search_space.items():
+        corners += [{path: value} for value in corner_values(spec)]
+    if not isinstance(loaded.config.backend, VerlBackend):
+        return [{"params": corner, "check": "config valid"} for corner in corners]
+    from bao.tracking import DEFAULT_WORKSPACE
+    from bao.verl.config import VerlConfig
+    from bao.verl.run import dry_run
+
+    root = Path(workspace or os.environ.get("BAO_PARETO_HOME") or DEFAULT_WORKSPACE).resolve()
+    checked = []
+    for corner in corners:
+        raw = apply_overrides(
+            loaded.train_config, [f"{path}={_yaml_value(v)}" for path, v in corner.items()]
+        )
+        prepared = dry_run(VerlConfig.model_validate(raw), root)
+        checked.append(
+            {
+                "params": corner,
+                "check": "verl command composed and validated",
+                "argv": prepared.argv,
+            }
+        )
+    return checked
 
 
 def _yaml_value(value: Any) -> str:

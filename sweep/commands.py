@@ -54,6 +54,12 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--json", action="store_true", help="no live display; print the status JSON at the end"
     )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate the config and the training command of every corner of the search "
+        "space (verl: Hydra compose + validate_config), then stop without starting anything",
+    )
     return parser
 
 
@@ -84,6 +90,11 @@ def _sweep(args: argparse.Namespace, *, leader: bool) -> int:
     from sweep.storage import sweep_dir
 
     loaded = load_sweep_config(args.config, args.overrides)
+    if args.dry_run:
+        return _dry_run(loaded, args)
+    from sweep.backends import preflight
+
+    preflight(loaded)  # e.g. verl without GPUs: one line now, not trials stuck waiting
     workspace = resolve_workspace(args.workspace)
     if (
         getattr(args, "resume", False)
@@ -129,6 +140,24 @@ def _sweep(args: argparse.Namespace, *, leader: bool) -> int:
     else:
         _print_result(result, loaded, workspace)
     return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+def _dry_run(loaded: LoadedSweep, args: argparse.Namespace) -> int:
+    from sweep.backends import dry_run_commands
+
+    checked = dry_run_commands(loaded, args.workspace)
+    config = loaded.config
+    if args.json:
+        print(json.dumps({"sweep": config.name, "valid": True, "commands": checked}))
+        return 0
+    print(
+        f"sweep {config.name!r}: {config.backend.kind} backend, {len(config.search_space)} "
+        f"parameter(s), {len(config.objectives)} objectives, driver {config.driver.algorithm} "
+        f"for {config.driver.n_trials} trials: valid"
+    )
+    for item in checked:
+        print(f"  {item['params']}: {item['check']}")
+    return 0
 
 
 class _LiveDisplay:

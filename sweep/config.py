@@ -247,9 +247,7 @@ class VerlBackend(_Model):
     """The verl training config every trial starts from, relative to this sweep config."""
 
 
-BackendConfig = Annotated[
-    SimBackend | VerlBackend | CommandBackend, Field(discriminator="kind")
-]
+BackendConfig = Annotated[SimBackend | VerlBackend | CommandBackend, Field(discriminator="kind")]
 
 
 # ------------------------------------------------------------------------------------ sweep

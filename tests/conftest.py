@@ -18,6 +18,19 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "bao"))
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The verl tests skip where the extra is not installed; CI installs it and must not skip.
+    if os.environ.get("BAO_PARETO_REQUIRE_VERL"):
+        import importlib.util
+
+        if importlib.util.find_spec("verl") is None:
+            raise pytest.UsageError(
+                "BAO_PARETO_REQUIRE_VERL is set but verl is not installed: "
+                'pip install -e ".[verl]" (make install-dev does)'
+            )
+
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 USERRL_DIR = Path(
     os.environ.get("BAO_USERRL_DATA", REPO_ROOT.parent / "shared" / "data" / "userrl")

@@ -114,7 +114,8 @@ class BaoAgentLoop(AgentLoopBase):
         )
         self.k_max = int(settings.get("k_max", DEFAULT_K_MAX))
         self.functions = _functions(functions_path) if functions_path else None
-        self._special_tokens = [t for t in self.tokenizer.all_special_tokens if t]
+        special: list[str] = getattr(self.tokenizer, "all_special_tokens", [])
+        self._special_tokens = [token for token in special if token]
 
     def _without_special_tokens(self, text: str) -> str:
         # The tool parser decodes with special tokens (the end-of-turn marker among them).

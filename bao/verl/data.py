@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from bao.envs.function_gym import DEFAULT_MAX_TURNS
-from bao.tasks import FunctionTask, TaskDataError, task_from_record
+from bao.errors import TaskDataError
+from bao.tasks import FunctionTask, task_from_record
 
 DATA_SOURCE: Final = "function_gym"
 AGENT_NAME: Final = "bao_agent"

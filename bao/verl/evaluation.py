@@ -23,11 +23,15 @@ class EvaluationMissingError(BaoError):
 
 def last_validation_dump(folder: Path) -> tuple[int, Path]:
     """The step and path of the newest ``<step>.jsonl`` in ``folder``."""
-    dumps = [
-        (int(path.stem), path)
-        for path in folder.glob("*.jsonl")
-        if re.fullmatch(r"\d+", path.stem)
-    ] if folder.is_dir() else []
+    dumps = (
+        [
+            (int(path.stem), path)
+            for path in folder.glob("*.jsonl")
+            if re.fullmatch(r"\d+", path.stem)
+        ]
+        if folder.is_dir()
+        else []
+    )
     if not dumps:
         raise EvaluationMissingError(
             f"the verl run wrote no validation rollouts to {folder}",

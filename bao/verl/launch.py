@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from bao.configuration import ConfigError
-from bao.errors import BaoError, first_line
-from bao.tasks import FunctionTask, TaskDataError, load_task_splits
+from bao.errors import BaoError, TaskDataError, first_line
+from bao.tasks import FunctionTask, load_task_splits
 from bao.verl.config import VerlConfig
 from bao.verl.data import AGENT_NAME, write_task_parquet
 
@@ -183,7 +183,9 @@ def hydra_value(value: Any) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def worker_environment(run_id: str | None, tracking_uri: str | None, folder: RunFolder) -> dict:
+def worker_environment(
+    run_id: str | None, tracking_uri: str | None, folder: RunFolder
+) -> dict[str, str]:
     """Variables every Ray process of the run needs: the module that registers ``bao_turn``
     and ``bao_agent``, this project on the import path, and the MLflow run to log into."""
     pythonpath = os.pathsep.join(
@@ -297,7 +299,9 @@ def hydra_overrides(
     if config.model.tokenizer_path:
         pairs.append(("actor_rollout_ref.model.tokenizer_path", config.model.tokenizer_path))
     if data.functions_path is not None:
-        pairs.append(("actor_rollout_ref.rollout.agent.agent_loop_config_path", str(folder.agent_loop_file)))
+        pairs.append(
+            ("actor_rollout_ref.rollout.agent.agent_loop_config_path", str(folder.agent_loop_file))
+        )
     # Ray processes on other nodes do not inherit this process's environment.
     for key, value in environment.items():
         pairs.append((f"+ray_kwargs.ray_init.runtime_env.env_vars.{key}", value))
@@ -378,7 +382,7 @@ def validate_overrides(overrides: Sequence[str]) -> Any:
                 use_critic=need_critic(composed),
             )
         for warning in caught:
-            log.warning("verl validate_config: %s", warning.message)
+            log.info("verl validate_config: %s", warning.message)
     except (AssertionError, ValueError, TypeError, OmegaConfBaseException) as error:
         raise ConfigError(
             f"verl's validate_config rejects the run: {first_line(error)}",
@@ -451,7 +455,7 @@ def _ray_cluster_gpus(address: str) -> int:
 
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-        return int(ray.cluster_resources().get("GPU", 0))
+        return int(ray.cluster_resources().get("GPU", 0))  # type: ignore[no-untyped-call]
     except (ConnectionError, RuntimeError) as error:
         raise VerlUnavailableError(
             f"cannot reach the Ray cluster at {address}: {first_line(error)}",
@@ -530,7 +534,7 @@ def _forward_signals(process: subprocess.Popen[str]) -> _SignalForwarding:
         if process.poll() is None:
             process.send_signal(number)
 
-    previous = {}
+    previous: dict[int, Any] = {}
     for number in (signal.SIGTERM, signal.SIGINT):
         previous[number] = signal.signal(number, forward)
     return _SignalForwarding(previous)

@@ -147,8 +147,9 @@ def train(config: VerlConfig, workspace: Path, resolved: dict[str, Any]) -> Trai
         for path in (folder.log_file, folder.metrics_file):
             if path.is_file():
                 client.log_artifact(run_id, str(path), artifact_path="verl")
-        if folder.checkpoints.is_dir():
-            client.set_tag(run_id, "bao.checkpoint", str(folder.checkpoints))
+        checkpoint = last_checkpoint(folder.checkpoints)
+        if checkpoint is not None:  # what `select --register` registers (analysis.registry)
+            client.set_tag(run_id, "bao.checkpoint_uri", str(checkpoint))
     except BaseException:
         if not attached:
             client.set_terminated(run_id, status="FAILED")
@@ -156,7 +157,19 @@ def train(config: VerlConfig, workspace: Path, resolved: dict[str, Any]) -> Trai
     if not attached:
         client.set_terminated(run_id, status="FINISHED")
     log.info("verl run %s evaluated at step %d on %d episodes", run_id, step, len(trajectories))
-    return TrainResult(run_id=run_id, metrics=metrics, step=step, seconds=seconds, folder=folder.root)
+    return TrainResult(
+        run_id=run_id, metrics=metrics, step=step, seconds=seconds, folder=folder.root
+    )
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """verl's newest ``global_step_<n>`` folder, if the run saved any."""
+    steps = [
+        (int(path.name.removeprefix("global_step_")), path)
+        for path in folder.glob("global_step_*")
+        if path.is_dir() and path.name.removeprefix("global_step_").isdigit()
+    ]
+    return max(steps)[1].resolve() if steps else None
 
 
 def _metric(key: str, value: float, step: int) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,75 +21,34 @@ import pytest
 
 pytest.importorskip("verl")
 
-import torch  # noqa: E402
-from transformers import AutoTokenizer, PreTrainedTokenizerBase  # noqa: E402
-from verl.experimental.agent_loop.agent_loop import DictConfigWrap  # noqa: E402
-from verl.protocol import DataProto  # noqa: E402
-from verl.trainer.ppo.ray_trainer import compute_advantage  # noqa: E402
-from verl.utils.dataset.rl_dataset import RLHFDataset  # noqa: E402
-from verl.workers.rollout.replica import TokenOutput  # noqa: E402
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from verl.experimental.agent_loop.agent_loop import DictConfigWrap
+from verl.protocol import DataProto
+from verl.trainer.ppo.ray_trainer import compute_advantage
+from verl.utils.dataset.rl_dataset import RLHFDataset
 
-from bao.advantage import turn_advantages  # noqa: E402
-from bao.metrics import trajectory_values  # noqa: E402
-from bao.scripted import SCRIPTED_POLICIES, play_episode  # noqa: E402
-from bao.shaping import ShapingCoefficients, shape_turn_rewards  # noqa: E402
-from bao.tasks import FunctionTask, generate_function_tasks  # noqa: E402
-from bao.trajectory import Trajectory  # noqa: E402
-import bao.verl.register  # noqa: E402, F401  (what VERL_USE_EXTERNAL_MODULES imports)
-from bao.verl.agent_loop import BaoAgentLoop, BaoAgentLoopOutput, place_turn_rewards  # noqa: E402
-from bao.verl.config import VerlConfig  # noqa: E402
-from bao.verl.data import TRAJECTORY_KEY, task_row  # noqa: E402
-from bao.verl.launch import RunFolder, hydra_overrides, plan_data, validate_overrides  # noqa: E402
-from tests.bao.verl.chat_tokenizer import (  # noqa: E402
+import bao.verl.register  # noqa: F401  (what VERL_USE_EXTERNAL_MODULES imports)
+from bao.advantage import turn_advantages
+from bao.metrics import trajectory_values
+from bao.scripted import SCRIPTED_POLICIES, play_episode
+from bao.shaping import ShapingCoefficients, shape_turn_rewards
+from bao.tasks import FunctionTask, generate_function_tasks
+from bao.trajectory import Trajectory
+from bao.verl.agent_loop import BaoAgentLoop, BaoAgentLoopOutput, place_turn_rewards
+from bao.verl.config import VerlConfig
+from bao.verl.data import TRAJECTORY_KEY, task_row
+from bao.verl.launch import RunFolder, hydra_overrides, plan_data, validate_overrides
+from tests.bao.verl.chat_tokenizer import (
     HF_MODEL_TYPE,
-    assistant_reply_ids,
     build_chat_tokenizer,
 )
+from tests.bao.verl.fakes import FakeServer, Reply, scripted, tool_call
 
 MAX_TURNS = 8
 COEFFICIENTS = ShapingCoefficients(
     user_lambda=0.1, info_seeking=0.2, over_thinking=0.05, min_turns=MAX_TURNS
 )
-
-Reply = Callable[[int], str]  # turn number from 0 -> reply text
-
-
-def tool_call(choice: str, content: str) -> str:
-    arguments = {"choice": choice, "content": content}
-    body = json.dumps({"name": "interact_with_env", "arguments": arguments})
-    return f"<think>turn</think>\n<tool_call>\n{body}\n</tool_call>"
-
-
-def scripted(task: FunctionTask, policy: str, seed: int = 0) -> Reply:
-    """Replies playing one of bao.scripted's policies, with its own seeded rng."""
-    rng = random.Random(seed)
-    function = SCRIPTED_POLICIES[policy]
-    return lambda turn: tool_call(*function(task, turn, rng))
-
-
-class FakeServer:
-    """verl's ``LLMServerClient.generate`` contract, scripted turn by turn."""
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, reply: Reply) -> None:
-        self.tokenizer = tokenizer
-        self.reply = reply
-        self.prompts: list[list[int]] = []
-        self.replies: list[list[int]] = []
-        self.request_ids: set[str] = set()
-
-    async def generate(
-        self, request_id: str, *, prompt_ids: list[int], sampling_params: dict[str, Any], **_: Any
-    ) -> TokenOutput:
-        turn = len(self.prompts)
-        self.prompts.append(list(prompt_ids))
-        self.request_ids.add(request_id)
-        ids = assistant_reply_ids(self.tokenizer, self.reply(turn))
-        self.replies.append(ids)
-        return TokenOutput(
-            token_ids=ids,
-            log_probs=[-0.5] * len(ids),
-            extra_fields={"min_global_steps": 4, "max_global_steps": 4 + turn, "engine": "fake"},
-        )
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +196,8 @@ def test_server_extra_fields_are_kept_with_the_latest_weight_version(
         composed, tokenizer, task_row(task, 0, "val", MAX_TURNS), scripted(task, "never_answer")
     )
     fields = output.extra_fields
-    assert fields["engine"] == "fake" and fields["min_global_steps"] == 4
+    assert fields["engine"] == "fake"
+    assert fields["min_global_steps"] == 4
     assert fields["max_global_steps"] == 4 + len(server.prompts) - 1
     assert fields["turn_scores"] == pytest.approx([t.shaped_reward for t in recorded(output).turns])
     assert output.response_logprobs is not None
@@ -274,7 +234,8 @@ def test_a_reply_without_a_tool_call_is_an_invalid_last_turn(
     assert trajectory.turns[1].event == "invalid_action"
     assert trajectory.turns[1].content == f"The value is [answer] {answer}"
     assert trajectory.n_answers == 0  # plain text is never taken as an answer
-    assert len(server.prompts) == 2 and len(runs(output.response_mask)) == 2
+    assert len(server.prompts) == 2
+    assert len(runs(output.response_mask)) == 2
 
 
 @pytest.mark.parametrize(
@@ -382,7 +343,9 @@ def test_group_of_episodes_through_verl_compute_advantage_equals_bao_advantage(
     )
     shaped = [[t.shaped_reward for t in recorded(o).turns] for o in outputs]
     counts = [[end - start for start, end in runs(o.response_mask)] for o in outputs]
-    expected = turn_advantages(shaped, groups, gamma=0.8, credit="r2g", score="sum", token_counts=counts)
+    expected = turn_advantages(
+        shaped, groups, gamma=0.8, credit="r2g", score="sum", token_counts=counts
+    )
     advantages = result.batch["advantages"]
     for row, output in enumerate(outputs):
         for turn, (start, end) in enumerate(runs(output.response_mask)):

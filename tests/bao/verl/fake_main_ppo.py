@@ -1,0 +1,143 @@
+"""A stand-in for ``python -m verl.trainer.main_ppo`` that needs no GPU.
+
+It does what the real entry point does up to the GPU work, with verl's own pieces: composes
+the launcher's overrides onto ``ppo_trainer`` with Hydra, runs ``validate_config``, checks that
+``VERL_USE_EXTERNAL_MODULES`` registered ``bao_turn`` and ``bao_agent``, logs a few steps through
+verl's ``Tracking`` (console, file and MLflow, attached to ``MLFLOW_RUN_ID``), and runs one
+validation pass: the validation parquet read by verl's ``RLHFDataset``, every row played by the
+registered agent loop (instantiated from verl's registry, with the agent-loop config file when
+there is one) against a scripted server, dumped by the v1 trainer's own writer.
+
+Environment: ``FAKE_VERL_FAIL=1`` fails the way a crashed run does (a traceback, status 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import verl
+from hydra import compose, initialize_config_dir
+
+
+def main(overrides: list[str]) -> int:
+    if os.environ.get("FAKE_VERL_FAIL"):
+        print("Training Progress: 0%", flush=True)
+        print("Traceback (most recent call last):", flush=True)
+        print("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", flush=True)
+        return 1
+    config_dir = str(Path(verl.__file__).parent / "trainer" / "config")
+    with initialize_config_dir(config_dir=config_dir, version_base=None):
+        config = compose(config_name="ppo_trainer", overrides=overrides)
+
+    from verl.experimental.agent_loop.agent_loop import _agent_loop_registry
+    from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY
+
+    loop_name = config.actor_rollout_ref.rollout.agent.default_agent_loop
+    if config.algorithm.adv_estimator not in ADV_ESTIMATOR_REGISTRY:
+        print(f"ValueError: Unknown advantage estimator {config.algorithm.adv_estimator}")
+        return 1
+    if loop_name not in _agent_loop_registry:
+        print(f"AssertionError: Agent loop {loop_name} not registered")
+        return 1
+
+    from omegaconf import OmegaConf
+    from verl.utils.tracking import Tracking
+
+    tracking = Tracking(
+        project_name=config.trainer.project_name,
+        experiment_name=config.trainer.experiment_name,
+        default_backend=list(config.trainer.logger),
+        config=OmegaConf.to_container(config, resolve=True),
+    )
+    steps = int(config.trainer.total_training_steps or 2)
+    for step in range(1, steps + 1):
+        tracking.log({"critic/score/mean": -0.1 * step, "actor/pg_loss": 0.5 / step}, step=step)
+    if config.trainer.save_freq > 0:  # verl saves the last step whenever save_freq > 0
+        last = Path(config.trainer.default_local_dir) / f"global_step_{steps}" / "actor"
+        last.mkdir(parents=True)
+        (last / "model.safetensors").write_bytes(b"weights")
+    val_metrics = validate(config, steps)
+    tracking.log(val_metrics, step=steps)
+    tracking.finish()
+    return 0
+
+
+def validate(config: Any, step: int) -> dict[str, float]:
+    """One validation pass over ``data.val_files``, dumped like the v1 trainer dumps it."""
+    import hydra
+    import numpy as np
+    from omegaconf import OmegaConf
+    from transformers import AutoTokenizer
+    from verl.experimental.agent_loop.agent_loop import DictConfigWrap, _agent_loop_registry
+    from verl.trainer.ppo.metric_utils import process_validation_metrics
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    from bao.verl.data import task_from_row
+    from tests.bao.verl.chat_tokenizer import HF_MODEL_TYPE
+    from tests.bao.verl.fakes import FakeServer, scripted
+
+    tokenizer = AutoTokenizer.from_pretrained(config.actor_rollout_ref.model.path)
+    dataset = RLHFDataset(config.data.val_files, tokenizer, config.data)
+    rollout = config.actor_rollout_ref.rollout
+    registry = dict(_agent_loop_registry)
+    if rollout.agent.agent_loop_config_path:
+        for entry in OmegaConf.load(rollout.agent.agent_loop_config_path):
+            registry[entry.name] = entry
+
+    async def play(row: dict[str, Any], index: int) -> Any:
+        functions = registry[rollout.agent.default_agent_loop].get("functions_path")
+        from bao.tasks import load_function_tasks
+
+        lookup = {t.id: t for t in load_function_tasks(functions)} if functions else None
+        task = task_from_row(row, lookup)
+        policy = ("oracle", "guess_every_turn", "never_answer")[index % 3]
+        loop = hydra.utils.instantiate(
+            registry[row.get("agent_name") or rollout.agent.default_agent_loop],
+            trainer_config=DictConfigWrap(config),
+            server_manager=FakeServer(tokenizer, scripted(task, policy, index)),
+            tokenizer=tokenizer,
+            processor=None,
+            dataset_cls=RLHFDataset,
+            data_config=DictConfigWrap(config.data),
+            hf_model_type=HF_MODEL_TYPE,
+        )
+        return await loop.run({"temperature": 0.0}, **row)
+
+    async def play_all() -> list[Any]:
+        return [await play(dataset[i], i) for i in range(len(dataset))]
+
+    outputs = asyncio.run(play_all())
+    infos: dict[str, list[Any]] = defaultdict(list)
+    for output in outputs:
+        infos["reward"].append(output.reward_score)
+        for key, value in output.extra_fields["reward_extra_info"].items():
+            infos[key].append(value)
+    texts = [tokenizer.decode(output.response_ids) for output in outputs]
+    PPOTrainer._write_generations(
+        inputs=["prompt"] * len(outputs),
+        outputs=texts,
+        gts=[None] * len(outputs),
+        scores=infos["reward"],
+        reward_extra_infos_dict=dict(infos),
+        dump_path=config.trainer.validation_data_dir,
+        global_steps=step,
+    )
+    sources = ["function_gym"] * len(outputs)
+    uids = [str(i) for i in range(len(outputs))]
+    metrics = process_validation_metrics(sources, uids, dict(infos))
+    flat = {}
+    for source, variables in metrics.items():
+        for variable, values in variables.items():
+            for name, value in values.items():
+                flat[f"val-aux/{source}/{variable}/{name}"] = float(np.asarray(value))
+    return flat
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
