@@ -199,29 +199,17 @@ def _train(args: argparse.Namespace) -> int:
         raise
     if not attached:
         client.set_terminated(run_id, status="FINISHED")
-    final = {f"eval/{key}": value for key, value in result.metrics.items()}
-    document = {"run_id": run_id, "seconds": round(result.seconds, 3), **final}
-    if args.metrics_file:
-        Path(args.metrics_file).write_text(json.dumps(document), encoding="utf-8")
-    if args.json:
-        print(json.dumps(document))
-    else:
-        keys = ["pass_at_u_1", "pass_at_u_3", "score", "user_involvement_rate", "no_answer_rate"]
-        before = ", ".join(f"{k} {result.initial_metrics[k]:.3f}" for k in keys)
-        after = ", ".join(f"{k} {result.metrics[k]:.3f}" for k in keys)
-        print(f"untrained: {before}")
-        print(f"trained:   {after}")
+    if _report(args, run_id, result.seconds, result.metrics):
+        print(f"untrained: {_summary(result.initial_metrics)}")
+        print(f"trained:   {_summary(result.metrics)}")
         print(f"MLflow run {run_id} in {workspace} ({result.seconds:.1f} s)")
     return 0
 
 
 def _train_verl(args: argparse.Namespace, raw: dict[str, object]) -> int:
     """``train`` on a verl config: a dry run, or a verl launch evaluated into MLflow."""
-    import os
-    from pathlib import Path
-
     from bao.configuration import validate
-    from bao.tracking import DEFAULT_WORKSPACE, resolve_workspace
+    from bao.tracking import resolve_workspace, workspace_path
     from bao.verl.config import VerlConfig
     from bao.verl.launch import printable
 
@@ -230,10 +218,7 @@ def _train_verl(args: argparse.Namespace, raw: dict[str, object]) -> int:
         from bao.verl.run import dry_run
 
         # A dry run writes nothing, not even the workspace folder.
-        workspace = Path(
-            args.workspace or os.environ.get("BAO_PARETO_HOME") or DEFAULT_WORKSPACE
-        ).resolve()
-        prepared = dry_run(config, workspace)
+        prepared = dry_run(config, workspace_path(args.workspace).resolve())
         gpus = config.schedule.n_gpus_per_node * config.schedule.nnodes
         if args.json:
             print(json.dumps({"argv": prepared.argv, "env": prepared.env, "valid": True}))
@@ -242,24 +227,39 @@ def _train_verl(args: argparse.Namespace, raw: dict[str, object]) -> int:
         print(
             f"valid: composed with Hydra and checked by verl's validate_config; "
             f"{len(prepared.data.train_tasks)} training and {len(prepared.data.eval_tasks)} "
-            f"validation tasks; needs {gpus} GPU(s)"
+            f"validation tasks; needs {gpus} GPU(s); train writes the data files and adds "
+            "MLFLOW_RUN_ID"
         )
         return 0
     from bao.verl.run import train
 
     result = train(config, resolve_workspace(args.workspace), config.model_dump(mode="json"))
-    final = {f"eval/{key}": value for key, value in result.metrics.items()}
-    document = {"run_id": result.run_id, "seconds": round(result.seconds, 3), **final}
+    if _report(args, result.run_id, result.seconds, result.metrics):
+        print(f"evaluated after step {result.step}: {_summary(result.metrics)}")
+        print(f"MLflow run {result.run_id}; verl files in {result.folder}")
+    return 0
+
+
+def _report(
+    args: argparse.Namespace, run_id: str, seconds: float, metrics: dict[str, float]
+) -> bool:
+    """Writes the final-metrics document (``--metrics-file``, ``--json``); True when the
+    caller should print its human-readable lines instead."""
+    from pathlib import Path
+
+    final = {f"eval/{key}": value for key, value in metrics.items()}
+    document = {"run_id": run_id, "seconds": round(seconds, 3), **final}
     if args.metrics_file:
         Path(args.metrics_file).write_text(json.dumps(document), encoding="utf-8")
     if args.json:
         print(json.dumps(document))
-    else:
-        keys = ["pass_at_u_1", "pass_at_u_3", "score", "user_involvement_rate", "no_answer_rate"]
-        shown = ", ".join(f"{k} {result.metrics[k]:.3f}" for k in keys)
-        print(f"evaluated after step {result.step}: {shown}")
-        print(f"MLflow run {result.run_id}; verl files in {result.folder}")
-    return 0
+    return not args.json
+
+
+def _summary(metrics: dict[str, float]) -> str:
+    top = 3 if "pass_at_u_3" in metrics else 1
+    keys = ["pass_at_u_1", f"pass_at_u_{top}", "score", "user_involvement_rate", "no_answer_rate"]
+    return ", ".join(f"{key} {metrics[key]:.3f}" for key in dict.fromkeys(keys))
 
 
 def _log_policy(uri: str, run_id: str, policy: object) -> None:

@@ -24,9 +24,15 @@ if TYPE_CHECKING:
 DEFAULT_WORKSPACE = "bao-runs"
 
 
+def workspace_path(workspace: str | Path | None) -> Path:
+    """The workspace a command means (``--workspace``, else ``$BAO_PARETO_HOME``, else
+    ``./bao-runs``), without creating it: what a dry run names."""
+    return Path(workspace or os.environ.get("BAO_PARETO_HOME") or DEFAULT_WORKSPACE)
+
+
 def resolve_workspace(workspace: str | Path | None) -> Path:
     """The workspace folder, created and checked for writing before any work starts."""
-    chosen = Path(workspace or os.environ.get("BAO_PARETO_HOME") or DEFAULT_WORKSPACE)
+    chosen = workspace_path(workspace)
     try:
         chosen.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=chosen, prefix=".write-check-"):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -100,7 +99,8 @@ def preflight(loaded: LoadedSweep) -> None:
 
 
 def dry_run_commands(loaded: LoadedSweep, workspace: str | None) -> list[dict[str, Any]]:
-    """The training command of each corner of the search space, checked without running it.
+    """The training command at each end of every range (one parameter moved at a time, the
+    others at the training config's values), checked without running it.
 
     verl: each corner's config is built into the ``main_ppo`` command and composed and
     validated by verl (no GPU needed). sim and command: the config checks already made by
@@ -114,11 +114,11 @@ def dry_run_commands(loaded: LoadedSweep, workspace: str | None) -> list[dict[st
         corners += [{path: value} for value in corner_values(spec)]
     if not isinstance(loaded.config.backend, VerlBackend):
         return [{"params": corner, "check": "config valid"} for corner in corners]
-    from bao.tracking import DEFAULT_WORKSPACE
+    from bao.tracking import workspace_path
     from bao.verl.config import VerlConfig
     from bao.verl.run import dry_run
 
-    root = Path(workspace or os.environ.get("BAO_PARETO_HOME") or DEFAULT_WORKSPACE).resolve()
+    root = workspace_path(workspace).resolve()
     checked = []
     for corner in corners:
         raw = apply_overrides(

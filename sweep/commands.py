@@ -57,8 +57,9 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="validate the config and the training command of every corner of the search "
-        "space (verl: Hydra compose + validate_config), then stop without starting anything",
+        help="validate the config and the training command at both ends of every range of "
+        "the search space, one parameter at a time (verl: Hydra compose + validate_config), "
+        "then stop without starting anything",
     )
     return parser
 

@@ -243,8 +243,9 @@ class VerlBackend(_Model):
     which launches ``python -m verl.trainer.main_ppo`` (see docs/verl.md)."""
 
     kind: Literal["verl"]
-    train_config: str = "verl/function_gym.yaml"
-    """The verl training config every trial starts from, relative to this sweep config."""
+    train_config: str
+    """The verl training config every trial starts from, relative to this sweep config
+    (e.g. ``function_gym.yaml`` beside ``configs/verl/sweep_function_gym.yaml``)."""
 
 
 BackendConfig = Annotated[SimBackend | VerlBackend | CommandBackend, Field(discriminator="kind")]
@@ -423,8 +424,8 @@ def check_against_backend(config: SweepConfig, source: Path) -> LoadedSweep:
 def _check_train_config(
     config: SweepConfig, base_dir: Path, source: str
 ) -> tuple[dict[str, Any], list[str]]:
-    """Validates the backend's training config with ``train`` and every corner of the search
-    space applied; returns it with the metric names its runs log."""
+    """Validates the backend's training config with ``train`` applied, and with each end of
+    every range of the search space; returns it with the metric names its runs log."""
     from bao.metrics import metric_names
 
     assert isinstance(config.backend, SimBackend | VerlBackend)

@@ -22,7 +22,6 @@ it first; the storage's compare-and-set on the trial state makes that happen onc
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import math
 import os
@@ -42,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from bao.errors import BaoError, first_line
+from bao.processes import die_with_parent
 from sweep.backends import Backend, RunRequest, TrialError, make_backend
 from sweep.config import LoadedSweep
 from sweep.drivers import (
@@ -139,21 +139,6 @@ def _owner_alive(owner: dict[str, Any]) -> bool | None:
         return True
     started = owner.get("started")
     return started is None or _process_start_ticks(pid) == started
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking Linux to SIGKILL the run if the thread that started it dies,
-    so a SIGKILLed sweep leaves no orphan training runs writing into closed records."""
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def arm() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-    return arm
 
 
 # ------------------------------------------------------------------------------- runner
@@ -541,7 +526,7 @@ class SweepRunner:
                     env=env,
                     cwd=launch.cwd,
                     start_new_session=True,  # the terminal's Ctrl-C reaches only the sweep
-                    preexec_fn=_die_with_parent(),  # noqa: PLW1509 - async-signal-safe prctl
+                    preexec_fn=die_with_parent(),  # noqa: PLW1509 - async-signal-safe prctl
                 )
         except OSError as error:
             raise TrialError("error", f"cannot start {launch.argv[0]!r}: {error}") from None

@@ -25,8 +25,8 @@ import torch
 from verl.trainer.ppo.core_algos import register_adv_est
 
 from bao.advantage import CREDITS, ESTIMATORS, SCORES, Credit, Estimator, Score, turn_advantages
+from bao.verl.launch import ESTIMATOR as ESTIMATOR_NAME
 
-ESTIMATOR_NAME: Final = "bao_turn"
 # verl's AlgoConfig defaults gamma to 1.0; BAO's launcher sets 0.8 explicitly.
 DEFAULT_GAMMA: Final = 1.0
 # Defaults of the BAO knobs: the BAO paper's recipe.

@@ -45,6 +45,7 @@ from bao.tasks import FunctionTask, load_function_tasks
 from bao.trajectory import Trajectory, Turn
 from bao.verl.data import (
     AGENT_NAME,
+    METRIC_PREFIX,
     TASK_ID_KEY,
     TOOL_CHOICES,
     TOOL_NAME,
@@ -117,6 +118,11 @@ class BaoAgentLoop(AgentLoopBase):
         special: list[str] = getattr(self.tokenizer, "all_special_tokens", [])
         self._special_tokens = [token for token in special if token]
 
+    def _attempted_call(self, token_ids: list[int]) -> bool:
+        marker = getattr(self.tool_parser, "tool_call_start_token", None)
+        tokenizer: Any = self.tokenizer  # verl annotates it as the AutoTokenizer factory
+        return bool(marker) and marker in tokenizer.decode(token_ids)
+
     def _without_special_tokens(self, text: str) -> str:
         # The tool parser decodes with special tokens (the end-of-turn marker among them).
         for token in self._special_tokens:
@@ -130,6 +136,10 @@ class BaoAgentLoop(AgentLoopBase):
         tools = [TOOL_SCHEMA]
         messages: list[dict[str, Any]] = [dict(message) for message in kwargs["raw_prompt"]]
         request_id = uuid4().hex  # one id per episode: the server keeps its prefix cache
+        params = dict(sampling_params)
+        if self.tool_parser.stop_token_ids:  # formats whose calls are not followed by EOS
+            stops = set(params.get("stop_token_ids") or []) | set(self.tool_parser.stop_token_ids)
+            params["stop_token_ids"] = sorted(stops)
         timing: dict[str, float] = {}
         server_fields: dict[str, Any] = {}
         trajectory = Trajectory(task_id=task.id)
@@ -141,7 +151,7 @@ class BaoAgentLoop(AgentLoopBase):
         while not done:
             with simple_timer("generate_sequences", timing):
                 generated = await self.server_manager.generate(
-                    request_id=request_id, prompt_ids=token_ids, sampling_params=sampling_params
+                    request_id=request_id, prompt_ids=token_ids, sampling_params=params
                 )
             _merge_server_fields(server_fields, generated.extra_fields)
             merged, mask, aligned = await self.ct_merge_assistant_token(
@@ -156,6 +166,10 @@ class BaoAgentLoop(AgentLoopBase):
             text, calls = await self.tool_parser.extract_tool_calls(generated.token_ids)
             text = self._without_special_tokens(text)
             call = calls[0] if calls else None
+            if call is None and self._attempted_call(generated.token_ids):
+                # The parser drops a call it cannot decode; that is a malformed call (a turn
+                # with a complaint), not the end of the episode.
+                call = FunctionCall(name=TOOL_NAME, arguments="")
             action, content, complaint = _action_of(call, text)
             with simple_timer("tool_calls", timing):
                 observation, reward, terminated, truncated, info = env.step(action)
@@ -165,8 +179,10 @@ class BaoAgentLoop(AgentLoopBase):
             if done:
                 break
 
-            previous = list(messages)
+            # The assistant's tokens are already in the stream (as generated); the builder
+            # renders only what comes after `previous`, so the message goes in before it.
             messages.append(_assistant_message(text, call))
+            previous = list(messages)
             messages.append({"role": "tool", "content": observation[: self.max_observation_length]})
             merged, mask, aligned = await self.ct_merge_context_msg(
                 previous, messages, token_ids, mask, logprobs or None, tools=tools
@@ -180,7 +196,11 @@ class BaoAgentLoop(AgentLoopBase):
         prompt_ids = token_ids[: len(token_ids) - len(mask)]
         response_ids = token_ids[len(prompt_ids) :][: self.response_length]
         mask = mask[: self.response_length]
-        values: dict[str, Any] = dict(trajectory_values(trajectory, self.k_max))
+        # Prefixed: verl's validation dump has fields of its own (its "score" is the shaped sum).
+        values: dict[str, Any] = {
+            f"{METRIC_PREFIX}{key}": value
+            for key, value in trajectory_values(trajectory, self.k_max).items()
+        }
         values[TRAJECTORY_KEY] = trajectory.to_json()
         values[TASK_ID_KEY] = task.id
         extra_fields = {

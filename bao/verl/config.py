@@ -114,8 +114,9 @@ class ScheduleSettings(_Section):
     """Stop after this many steps instead (smoke tests, budget-capped sweeps)."""
     test_freq: int = Field(5, ge=1)
     """Validate every this many steps; the last step is always validated."""
-    save_freq: int = Field(-1, ge=-1)
-    """Save a checkpoint every this many steps (-1: only the final one is kept by the sweep)."""
+    save_freq: int = Field(0, ge=-1)
+    """0: save only the final checkpoint (what ``select --register`` registers); N: also
+    every N steps; -1: save none."""
     val_before_train: bool = False
     """Also validate the untrained model (costs one validation pass)."""
     n_gpus_per_node: int = Field(8, ge=1)
@@ -145,14 +146,19 @@ class VerlConfig(_Section):
     schedule: ScheduleSettings = ScheduleSettings()
     eval: EvalSettings = EvalSettings()
     workdir: Path | None = None
-    """Folder for the run's parquet files, logs, validation dumps and checkpoints (default:
-    a fresh folder under the workspace's ``verl/``)."""
+    """Parent of the run folders: each run keeps its parquet files, log, validation dumps
+    and checkpoints in ``<workdir>/<MLflow run id>`` (default workdir: ``<workspace>/verl``)."""
     verl_overrides: list[str] = Field(default_factory=list)
     """Extra Hydra overrides passed to verl as they are (``key=value``, ``+key=value``); the
     dry run composes them, so a misspelt key fails before any GPU is asked for."""
 
     @model_validator(mode="after")
     def _check(self) -> VerlConfig:
+        if self.eval.every:
+            raise ValueError(
+                f"eval.every ({self.eval.every}) is the simulator's; verl validates every "
+                "schedule.test_freq steps, so leave eval.every at 0"
+            )
         if self.shaping.min_turns > self.env.max_turns + 1:
             raise ValueError(
                 f"shaping.min_turns ({self.shaping.min_turns}) exceeds env.max_turns + 1 "

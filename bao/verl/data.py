@@ -10,7 +10,7 @@ they are: they name the task by id, and the agent loop looks it up in the functi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -26,6 +26,8 @@ TRAJECTORY_KEY: Final = "bao_trajectory"
 """``reward_extra_info`` key of an episode's trajectory JSON (a string, which verl's metric
 averaging skips); the launcher reads it back from the validation dump."""
 TASK_ID_KEY: Final = "bao_task_id"
+METRIC_PREFIX: Final = "bao_"
+"""Prefix of the per-episode metric values in ``reward_extra_info`` (``bao_pass_at_u_1``...)."""
 
 TOOL_SCHEMA: Final[dict[str, Any]] = {
     "type": "function",
@@ -170,8 +172,3 @@ def _row_task_id(row: Mapping[str, Any]) -> str | None:
         return str(kwargs[TOOL_NAME]["create_kwargs"]["id"])  # type: ignore[index]
     except (KeyError, TypeError):
         return None
-
-
-def index_tasks(tasks: Iterable[FunctionTask]) -> dict[str, FunctionTask]:
-    """Tasks by id (what the agent loop looks UserRL rows up in)."""
-    return {task.id: task for task in tasks}

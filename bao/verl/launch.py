@@ -42,6 +42,7 @@ from typing import Any, Final
 
 from bao.configuration import ConfigError
 from bao.errors import BaoError, TaskDataError, first_line
+from bao.processes import die_with_parent
 from bao.tasks import FunctionTask, load_task_splits
 from bao.verl.config import VerlConfig
 from bao.verl.data import AGENT_NAME, write_task_parquet
@@ -57,6 +58,15 @@ INSTALL_HINT: Final = 'pip install -e ".[verl]" (after pip install torch==2.13.0
 _FINAL_ONLY: Final = 1_000_000_000
 _SAFE_HYDRA_VALUE: Final = re.compile(r"[A-Za-z0-9_./@~+-]+")
 _PROJECT_ROOT: Final = Path(__file__).resolve().parents[2]
+
+
+# What the bao_turn estimator and the bao_agent loop need from verl's config.
+BAO_WIRING: Final[Mapping[str, Any]] = {
+    "trainer.use_v1": True,
+    "algorithm.adv_estimator": ESTIMATOR,
+    "actor_rollout_ref.rollout.multi_turn.enable": True,
+    "actor_rollout_ref.rollout.agent.default_agent_loop": AGENT_NAME,
+}
 
 
 class VerlUnavailableError(BaoError):
@@ -94,6 +104,10 @@ class RunFolder:
         return self.root / "verl_metrics.jsonl"
 
     @property
+    def functions_file(self) -> Path:
+        return self.root / "data" / "functions.json"
+
+    @property
     def agent_loop_file(self) -> Path:
         return self.root / "agent_loop.yaml"
 
@@ -111,12 +125,17 @@ class DataPlan:
     train_file: Path
     val_file: Path
     functions_path: Path | None
-    """The functions JSON UserRL rows are looked up in (None: every row carries its task)."""
+    """The functions JSON that parquet rows (UserRL's, naming tasks by id) are looked up in,
+    written into the run folder from the tasks of every parquet split; None: no parquet."""
     to_write: list[tuple[Path, str, list[FunctionTask]]] = field(default_factory=list)
+    by_id: list[FunctionTask] = field(default_factory=list)
 
     def write(self, max_turns: int) -> None:
         for path, split, tasks in self.to_write:
             write_task_parquet(tasks, path, split=split, max_turns=max_turns)
+        if self.functions_path is not None:
+            records = [task.to_dict() for task in self.by_id]
+            self.functions_path.write_text(json.dumps(records, indent=1), encoding="utf-8")
 
 
 def plan_data(config: VerlConfig, folder: RunFolder) -> DataPlan:
@@ -132,15 +151,22 @@ def plan_data(config: VerlConfig, folder: RunFolder) -> DataPlan:
         functions_path=settings.functions_path,
     )
     to_write: list[tuple[Path, str, list[FunctionTask]]] = []
-    functions: Path | None = None
+    by_id: dict[str, FunctionTask] = {}
 
     def source(path: Path | None, planned: Path, split: str, tasks: list[FunctionTask]) -> Path:
-        nonlocal functions
-        if path is not None and path.suffix.lower() == ".parquet":
-            functions = settings.functions_path or _functions_beside(path)
-            return path.resolve()
-        to_write.append((planned, split, tasks))
-        return planned
+        if path is None or path.suffix.lower() != ".parquet":
+            to_write.append((planned, split, tasks))
+            return planned
+        # Rows name their tasks by id; the splits may come from different functions files,
+        # so the agent loop gets one file with every task of both.
+        for task in tasks:
+            if by_id.setdefault(task.id, task) != task:
+                raise TaskDataError(
+                    f"task id {task.id!r} names different tasks in the training and the "
+                    "validation files",
+                    fix="use functions files whose ids do not clash",
+                )
+        return path.resolve()
 
     train_file = source(settings.train_path, folder.train_file, "train", train_tasks)
     val_file = source(settings.eval_path, folder.val_file, "val", eval_tasks)
@@ -149,19 +175,10 @@ def plan_data(config: VerlConfig, folder: RunFolder) -> DataPlan:
         eval_tasks=eval_tasks,
         train_file=train_file,
         val_file=val_file,
-        functions_path=functions.resolve() if functions else None,
+        functions_path=folder.functions_file if by_id else None,
         to_write=to_write,
+        by_id=list(by_id.values()),
     )
-
-
-def _functions_beside(parquet: Path) -> Path:
-    candidates = sorted(parquet.parent.glob("functions*.json"))
-    if len(candidates) != 1:  # load_task_splits has already said so; kept for the type
-        raise TaskDataError(
-            f"{parquet}: found {len(candidates)} functions*.json files beside it",
-            fix="set tasks.functions_path",
-        )
-    return candidates[0]
 
 
 # ------------------------------------------------------------------------------- overrides
@@ -295,6 +312,9 @@ def hydra_overrides(
         ("trainer.val_before_train", schedule.val_before_train),
         ("trainer.validation_data_dir", str(folder.validation_dir)),
         ("trainer.default_local_dir", str(folder.checkpoints)),
+        # Every run has a folder of its own; a retried trial starts over, it never resumes
+        # another attempt's checkpoint.
+        ("trainer.resume_mode", "disable"),
     ]
     if config.model.tokenizer_path:
         pairs.append(("actor_rollout_ref.model.tokenizer_path", config.model.tokenizer_path))
@@ -343,7 +363,7 @@ def require_verl() -> None:
         )
 
 
-def validate_overrides(overrides: Sequence[str]) -> Any:
+def validate_overrides(overrides: Sequence[str], expected: Mapping[str, Any] | None = None) -> Any:
     """Composes ``overrides`` onto verl's ``ppo_trainer`` config with Hydra and runs verl's
     ``validate_config`` on it, as ``main_ppo`` would before asking for any GPU.
 
@@ -388,20 +408,16 @@ def validate_overrides(overrides: Sequence[str]) -> Any:
             f"verl's validate_config rejects the run: {first_line(error)}",
             fix="adjust the batch sizes, GPU counts or verl_overrides it names",
         ) from None
-    _check_bao_wiring(composed)
+    _check_bao_wiring(composed, {**BAO_WIRING, **(expected or {})})
     OmegaConf.set_readonly(composed, True)
     return composed
 
 
-def _check_bao_wiring(composed: Any) -> None:
-    """Overrides may change anything; these settings are what BAO's rewards rely on."""
-    expected = {
-        "trainer.use_v1": True,
-        "algorithm.adv_estimator": ESTIMATOR,
-        "actor_rollout_ref.rollout.multi_turn.enable": True,
-        "actor_rollout_ref.rollout.agent.default_agent_loop": AGENT_NAME,
-    }
+def _check_bao_wiring(composed: Any, expected: Mapping[str, Any]) -> None:
+    """Overrides may change anything; these settings are what BAO's rewards and the
+    evaluation rely on, so a run is refused before it starts rather than after it trained."""
     from omegaconf import OmegaConf
+    from verl.experimental.agent_loop.tool_parser import ToolParser
 
     for key, value in expected.items():
         found = OmegaConf.select(composed, key)
@@ -409,9 +425,22 @@ def _check_bao_wiring(composed: Any) -> None:
             raise ConfigError(
                 f"verl_overrides set {key} to {found!r}; the BAO run needs {value!r} "
                 "(per-turn rewards reach the estimator only through the bao_agent loop and "
-                "the v1 trainer)",
+                "the v1 trainer, and the evaluation reads the last validation pass)",
                 fix=f"remove the override of {key}",
             )
+    if not composed.trainer.test_freq or composed.trainer.test_freq < 1:
+        raise ConfigError(
+            f"trainer.test_freq is {composed.trainer.test_freq!r}: the run would never validate, "
+            "and its evaluation comes from the last validation pass",
+            fix="keep schedule.test_freq >= 1 and leave trainer.test_freq alone",
+        )
+    tool_format = composed.actor_rollout_ref.rollout.multi_turn.format
+    parsers = sorted(ToolParser._registry)
+    if tool_format not in parsers:
+        raise ConfigError(
+            f"model.tool_format {tool_format!r} is not a verl tool-call parser",
+            fix=f"use one of {', '.join(parsers)}",
+        )
 
 
 def check_gpus(config: VerlConfig) -> None:
@@ -487,6 +516,10 @@ def run_verl(argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> int
             env={**os.environ, **env},
             text=True,
             errors="replace",
+            # Its own session: a signal to this process's group reaches verl once, through
+            # the forwarding below; and verl dies with this process, GPU servers and all.
+            start_new_session=True,
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - async-signal-safe prctl
         )
         forward = _forward_signals(process)
         try:

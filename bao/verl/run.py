@@ -75,15 +75,29 @@ def prepare(
         run_name=f"{config.name}-seed{config.seed}",
         environment=env,
     )
-    validate_overrides(overrides)
+    loop_file = str(folder.agent_loop_file) if data.functions_path is not None else None
+    validate_overrides(
+        overrides,
+        {
+            "trainer.validation_data_dir": str(folder.validation_dir),
+            "actor_rollout_ref.rollout.agent.agent_loop_config_path": loop_file,
+        },
+    )
     return PreparedRun(argv=command(overrides), env=env, folder=folder, data=data)
+
+
+def run_folder(config: VerlConfig, workspace: Path, run_id: str) -> RunFolder:
+    """``<workdir>/<run id>``, where workdir defaults to ``<workspace>/verl``: a run never
+    shares its folder (checkpoints, validation dumps) with another."""
+    return RunFolder((config.workdir or workspace / "verl") / run_id)
 
 
 def dry_run(config: VerlConfig, workspace: Path) -> PreparedRun:
     """The command a run of ``config`` would start, checked by Hydra compose and verl's
-    ``validate_config``; needs the ``verl`` extra but no GPU, and writes nothing."""
-    folder = RunFolder(config.workdir or workspace / "verl" / RUN_ID_PLACEHOLDER)
-    return prepare(config, folder, run_id=RUN_ID_PLACEHOLDER, tracking_uri=None)
+    ``validate_config``; needs the ``verl`` extra but no GPU, and writes nothing (the data
+    files it names are written by :func:`train`, and the run id is known only then)."""
+    folder = run_folder(config, workspace, RUN_ID_PLACEHOLDER)
+    return prepare(config, folder, run_id=None, tracking_uri=None)
 
 
 def train(config: VerlConfig, workspace: Path, resolved: dict[str, Any]) -> TrainResult:
@@ -115,7 +129,7 @@ def train(config: VerlConfig, workspace: Path, resolved: dict[str, Any]) -> Trai
             tags={"bao.backend": "verl", "bao.seed": str(config.seed)},
         ).info.run_id
     uri = tracking_uri(workspace)
-    folder = RunFolder(config.workdir or workspace / "verl" / run_id)
+    folder = run_folder(config, workspace, run_id)
     started = time.monotonic()
     try:
         prepared = prepare(config, folder, run_id=run_id, tracking_uri=uri)
@@ -128,6 +142,8 @@ def train(config: VerlConfig, workspace: Path, resolved: dict[str, Any]) -> Trai
         client.set_tag(run_id, "bao.code_version", code_version())
         client.set_tag(run_id, "bao.verl_folder", str(folder.root))
         (folder.root / "command.txt").write_text(" ".join(prepared.argv) + "\n")
+        # verl's MLflow logger ends the attached run as FINISHED even when verl fails; the
+        # status set below (or by the sweep's runner) is the one that stays.
         run_verl(prepared.argv, prepared.env, folder.log_file)
         step, dump = last_validation_dump(folder.validation_dir)
         trajectories = read_validation_trajectories(dump)

@@ -1,7 +1,7 @@
 """GPU smoke test of the verl backend: a real BAO GRPO run of a few steps on a tiny model.
 
 Everything is built locally, so it runs on a node without internet access: the chat tokenizer
-of the agent-loop tests and a randomly initialised 2-layer Qwen2 model (about 1 M parameters).
+of the agent-loop tests and a randomly initialised 2-layer Qwen2 model (under 1 M parameters).
 The run goes through the real ``bao-pareto train`` with a verl config: SGLang (or vLLM) serves
 the model, the ``bao_agent`` loop plays Function-Gym, ``bao_turn`` computes the advantages, FSDP
 updates the model, and the last validation pass is evaluated into MLflow. A random model rarely
@@ -58,11 +58,11 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(folder)
     config = Qwen2Config(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
+        hidden_size=128,  # head_dim 64: the smallest the inference engines' kernels support
+        intermediate_size=256,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
         max_position_embeddings=4096,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
@@ -73,8 +73,15 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU")
-@pytest.mark.skipif(_engine() is None, reason="needs an inference engine: sglang or vllm")
+def _missing() -> str | None:
+    if not _cuda():
+        return "needs a CUDA GPU"
+    if _engine() is None:
+        return "needs an inference engine: sglang or vllm"
+    return None
+
+
+@pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
 def test_a_tiny_bao_run_trains_and_is_evaluated(tiny_model: Path, tmp_path: Path) -> None:
     config = yaml.safe_load((ROOT / "configs" / "verl" / "function_gym.yaml").read_text())
     config.update(

@@ -6,7 +6,8 @@ the launcher's overrides onto ``ppo_trainer`` with Hydra, runs ``validate_config
 verl's ``Tracking`` (console, file and MLflow, attached to ``MLFLOW_RUN_ID``), and runs one
 validation pass: the validation parquet read by verl's ``RLHFDataset``, every row played by the
 registered agent loop (instantiated from verl's registry, with the agent-loop config file when
-there is one) against a scripted server, dumped by the v1 trainer's own writer.
+there is one) against a scripted server, its outputs passed through ``as_dict`` and the
+tensordict rows the v1 trainer keeps them in, and dumped by the v1 trainer's own writer.
 
 Environment: ``FAKE_VERL_FAIL=1`` fails the way a crashed run does (a traceback, status 1).
 """
@@ -77,6 +78,7 @@ def validate(config: Any, step: int) -> dict[str, float]:
     from verl.trainer.ppo.metric_utils import process_validation_metrics
     from verl.trainer.ppo.v1.trainer_base import PPOTrainer
     from verl.utils.dataset.rl_dataset import RLHFDataset
+    from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
     from bao.verl.data import task_from_row
     from tests.bao.verl.chat_tokenizer import HF_MODEL_TYPE
@@ -113,10 +115,13 @@ def validate(config: Any, step: int) -> dict[str, float]:
         return [await play(dataset[i], i) for i in range(len(dataset))]
 
     outputs = asyncio.run(play_all())
+    # What the v1 path does with them: each output's as_dict() goes into TransferQueue as one
+    # tensordict row, and _validate sums rm_scores and reads extra_fields back per row.
+    batch = list_of_dict_to_tensordict([output.as_dict() for output in outputs])
     infos: dict[str, list[Any]] = defaultdict(list)
-    for output in outputs:
-        infos["reward"].append(output.reward_score)
-        for key, value in output.extra_fields["reward_extra_info"].items():
+    infos["reward"] = [float(row.sum()) for row in batch["rm_scores"].unbind(0)]
+    for extra in list(batch["extra_fields"]):
+        for key, value in extra.get("reward_extra_info", {}).items():
             infos[key].append(value)
     texts = [tokenizer.decode(output.response_ids) for output in outputs]
     PPOTrainer._write_generations(

@@ -169,7 +169,14 @@ def test_episodes_match_the_environment_turn_for_turn(
         # What evaluation reads back.
         info = output.extra_fields["reward_extra_info"]
         for key, value in trajectory_values(expected).items():
-            assert info[key] == pytest.approx(value), key
+            assert info[f"bao_{key}"] == pytest.approx(value), key
+        # Each turn's prompt is the last prompt, the model's reply as generated, and the
+        # observation: nothing rendered twice.
+        for turn in range(1, len(server.prompts)):
+            before = server.prompts[turn - 1] + server.replies[turn - 1]
+            assert server.prompts[turn][: len(before)] == before
+        episode = (server.prompts[-1] + server.replies[-1])[len(server.prompts[0]) :]
+        assert tokenizer.decode(episode).count("<tool_call>") == len(server.prompts)
         assert info["bao_task_id"] == task.id
 
 
@@ -246,6 +253,7 @@ def test_a_reply_without_a_tool_call_is_an_invalid_last_turn(
         "\n</tool_call>",
         '<tool_call>\n{"name": "interact_with_env", "arguments": {"choice": "answer", '
         '"content": 3}}\n</tool_call>',
+        '<tool_call>\n{"name": "interact_with_env", "arguments": {choice: answer}\n</tool_call>',
     ],
 )
 def test_a_malformed_call_uses_a_turn_and_says_how_to_call(
@@ -285,7 +293,7 @@ def test_userrl_rows_are_played_by_task_id(
         composed, tokenizer, row, scripted(task, "oracle"), functions_path=str(functions)
     )
     assert recorded(output).task_id == task.id
-    assert output.extra_fields["reward_extra_info"]["pass_at_u_1"] == 1.0
+    assert output.extra_fields["reward_extra_info"]["bao_pass_at_u_1"] == 1.0
 
 
 def test_the_response_length_limit_stops_the_episode_and_keeps_the_rewards(

@@ -147,6 +147,7 @@ def test_hydra_values_survive_composition(text: str) -> None:
             "algorithm.adv_estimator=bao_turn",
             "actor_rollout_ref.rollout.multi_turn.enable=true",
             "actor_rollout_ref.rollout.agent.default_agent_loop=bao_agent",
+            "trainer.test_freq=1",
         ]
     )
     assert composed.trainer.project_name == text
@@ -165,6 +166,10 @@ def test_hydra_values_survive_composition(text: str) -> None:
         ("rollout.engine=trt", "rollout.engine"),
         ("tasks.train_path=/nowhere/tasks.json", "does not exist"),
         ("shaping.min_turns=40", "exceeds env.max_turns + 1"),
+        ("model.tool_format=yaml", "is not a verl tool-call parser"),
+        ("verl_overrides=[trainer.test_freq=-1]", "would never validate"),
+        ("verl_overrides=[trainer.validation_data_dir=/tmp/x]", "trainer.validation_data_dir"),
+        ("eval.every=5", "verl validates every schedule.test_freq steps"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_status_2(
@@ -283,8 +288,9 @@ def test_userrl_rows_are_read_as_they_are(
     config = small_config(tmp_path, tasks={"train_path": str(userrl_parquet_path), "n_eval": 4})
     plan = plan_data(config, RunFolder(tmp_path / "run"))
     assert plan.train_file == userrl_parquet_path.resolve()
-    assert plan.functions_path == userrl_functions_path.resolve()
+    assert plan.functions_path == tmp_path / "run" / "data" / "functions.json"
     assert [path for path, _, _ in plan.to_write] == [tmp_path / "run" / "data" / "val.parquet"]
+    assert {task.id for task in plan.by_id} == {task.id for task in plan.train_tasks}
 
 
 # --------------------------------------------------------------------- a whole (fake) run
@@ -326,25 +332,27 @@ def test_a_run_is_evaluated_into_mlflow(tmp_path: Path, fake_verl: Path) -> None
     assert client.get_metric_history(result.run_id, "eval/score")[0].step == 2
     # verl's own tracker attached to the same run (MLFLOW_RUN_ID), "@" made MLflow-safe.
     assert "critic/score/mean" in metrics
-    assert metrics["val-aux/function_gym/pass_at_u_1/mean_at_1"] == pytest.approx(
+    assert metrics["val-aux/function_gym/bao_pass_at_u_1/mean_at_1"] == pytest.approx(
         metrics["eval/pass_at_u_1"]
     )
     assert run.data.params["shaping.user_lambda"] == "0.1"
     assert run.data.params["algorithm/bao/user_lambda"] == "0.1"
-    assert run.data.tags["bao.verl_folder"] == str(tmp_path / "run")
-    checkpoint = tmp_path / "run" / "checkpoints" / "global_step_2"
+    run_folder = tmp_path / "run" / result.run_id  # workdir/<run id>: never shared
+    assert result.folder == run_folder
+    assert run.data.tags["bao.verl_folder"] == str(run_folder)
+    checkpoint = run_folder / "checkpoints" / "global_step_2"
     assert run.data.tags["bao.checkpoint_uri"] == str(checkpoint)
     artifacts = {item.path for item in client.list_artifacts(result.run_id)}
     assert {"trajectories.jsonl", "config.yaml", "verl"} <= artifacts
     logged = {item.path for item in client.list_artifacts(result.run_id, "verl")}
     assert logged == {"verl/verl.log", "verl/verl_metrics.jsonl"}
     # The run folder: the parquet files verl read, the dump it wrote, the command.
-    run_folder = tmp_path / "run"
     assert (run_folder / "data" / "train.parquet").is_file()
     assert (run_folder / "validation" / "2.jsonl").is_file()
     command_line = (run_folder / "command.txt").read_text()
     assert str(FAKE_MAIN) in command_line
     assert "algorithm.adv_estimator=bao_turn" in command_line
+    assert "trainer.resume_mode=disable" in command_line
 
 
 def test_userrl_style_rows_run_through_the_agent_loop_config_file(
@@ -378,10 +386,55 @@ def test_userrl_style_rows_run_through_the_agent_loop_config_file(
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "test.parquet")
     config = small_config(tmp_path, tasks={"eval_path": str(tmp_path / "data" / "test.parquet")})
     result = verl_run.train(config, tmp_path / "ws", config.model_dump(mode="json"))
-    loop_file = json.loads((tmp_path / "run" / "agent_loop.yaml").read_text())
-    assert loop_file[0]["functions_path"] == str(functions.resolve())
+    loop_file = json.loads((result.folder / "agent_loop.yaml").read_text())
+    assert loop_file[0]["functions_path"] == str(result.folder / "data" / "functions.json")
+    written = json.loads((result.folder / "data" / "functions.json").read_text())
+    assert sorted(record["id"] for record in written) == sorted(task.id for task in tasks)
     assert result.metrics["n_trajectories"] == 6
     assert result.metrics["pass_at_u_1"] == pytest.approx(2 / 6)  # rows 0 and 3: the oracle
+
+
+def test_parquet_splits_from_two_functions_files_share_one_merged_file(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def userrl_split(name: str, tasks: list[Any]) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / f"functions_{name}.json").write_text(json.dumps([t.to_dict() for t in tasks]))
+        rows = [
+            {"prompt": [], "reward_model": {"id": t.id, "ground_truth": repr(t.expected_result)}}
+            for t in tasks
+        ]
+        pq.write_table(pa.Table.from_pylist(rows), folder / f"{name}.parquet")
+        return folder / f"{name}.parquet"
+
+    train = generate_function_tasks(4, seed=1)
+    test = generate_function_tasks(3, seed=2)
+    config = small_config(
+        tmp_path,
+        tasks={
+            "train_path": str(userrl_split("train", train)),
+            "eval_path": str(userrl_split("test", test)),
+        },
+    )
+    plan = plan_data(config, RunFolder(tmp_path / "run"))
+    assert plan.to_write == []
+    assert sorted(t.id for t in plan.by_id) == sorted(t.id for t in train + test)
+
+    clash = [generate_function_tasks(1, seed=9)[0]]
+    clash = [
+        type(clash[0])(train[0].id, clash[0].rule, clash[0].test_case, clash[0].expected_result)
+    ]
+    config = small_config(
+        tmp_path,
+        tasks={
+            "train_path": str(tmp_path / "train" / "train.parquet"),
+            "eval_path": str(userrl_split("clash", clash)),
+        },
+    )
+    with pytest.raises(BaoError, match="names different tasks"):
+        plan_data(config, RunFolder(tmp_path / "run"))
 
 
 def test_a_failed_run_is_one_line_and_a_failed_mlflow_run(
@@ -398,7 +451,8 @@ def test_a_failed_run_is_one_line_and_a_failed_mlflow_run(
     assert message.startswith(
         "verl exited with status 1: torch.OutOfMemoryError: CUDA out of memory"
     )
-    assert str(tmp_path / "run" / "verl.log") in message
+    assert str(tmp_path / "run") in message
+    assert "verl.log" in message
     client = mlflow_client(workspace)
     (run,) = client.search_runs([client.get_experiment_by_name(config.name).experiment_id])
     assert run.info.status == "FAILED"
