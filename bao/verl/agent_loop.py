@@ -118,10 +118,14 @@ class BaoAgentLoop(AgentLoopBase):
         special: list[str] = getattr(self.tokenizer, "all_special_tokens", [])
         self._special_tokens = [token for token in special if token]
 
-    def _attempted_call(self, token_ids: list[int]) -> bool:
+    def _attempted_call(self, token_ids: list[int]) -> str | None:
+        """The reply's text from the tool-call marker on, if it has the marker (Hermes)."""
         marker = getattr(self.tool_parser, "tool_call_start_token", None)
         tokenizer: Any = self.tokenizer  # verl annotates it as the AutoTokenizer factory
-        return bool(marker) and marker in tokenizer.decode(token_ids)
+        text = str(tokenizer.decode(token_ids))
+        if not marker or marker not in text:
+            return None
+        return self._without_special_tokens(text[text.index(marker) :])
 
     def _without_special_tokens(self, text: str) -> str:
         # The tool parser decodes with special tokens (the end-of-turn marker among them).
@@ -166,10 +170,11 @@ class BaoAgentLoop(AgentLoopBase):
             text, calls = await self.tool_parser.extract_tool_calls(generated.token_ids)
             text = self._without_special_tokens(text)
             call = calls[0] if calls else None
-            if call is None and self._attempted_call(generated.token_ids):
+            attempted = self._attempted_call(generated.token_ids) if call is None else None
+            if attempted is not None:
                 # The parser drops a call it cannot decode; that is a malformed call (a turn
-                # with a complaint), not the end of the episode.
-                call = FunctionCall(name=TOOL_NAME, arguments="")
+                # with a complaint, the raw call recorded), not the end of the episode.
+                call = FunctionCall(name=TOOL_NAME, arguments=attempted)
             action, content, complaint = _action_of(call, text)
             with simple_timer("tool_calls", timing):
                 observation, reward, terminated, truncated, info = env.step(action)

@@ -271,6 +271,7 @@ def test_a_malformed_call_uses_a_turn_and_says_how_to_call(
         "answer_correct",
     ]
     assert "Invalid tool call" in trajectory.turns[0].observation
+    assert trajectory.turns[0].content  # what the model sent is recorded
     assert "Invalid tool call" in tokenizer.decode(server.prompts[1])
 
 
