@@ -129,22 +129,15 @@ def _train_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import os
-    import tempfile
-    from pathlib import Path
-
-    import yaml
-
-    from bao.configuration import apply_overrides, flatten, read_yaml, validate
+    from bao.configuration import apply_overrides, read_yaml, validate
     from bao.sim.config import SimConfig
-    from bao.tasks import task_set_hash
     from bao.tracking import (
         MetricBuffer,
-        code_version,
-        experiment_id,
-        log_params,
+        log_run_inputs,
+        log_run_record,
         mlflow_client,
         resolve_workspace,
+        training_run,
     )
 
     raw = apply_overrides(read_yaml(args.config), args.overrides)
@@ -162,43 +155,21 @@ def _train(args: argparse.Namespace) -> int:
     workspace = resolve_workspace(args.workspace)
     # Tasks are loaded (and so validated) before any run is opened in MLflow.
     from bao.sim.trainer import load_tasks, train
-    from bao.trajectory import write_trajectories
 
     tasks = load_tasks(config)
 
     client = mlflow_client(workspace)
-    attached = os.environ.get("MLFLOW_RUN_ID")
-    if attached:
-        run_id = attached
-    else:
-        run = client.create_run(
-            experiment_id(client, config.name, workspace),
-            run_name=f"{config.name}-seed{config.seed}",
-            tags={"bao.backend": config.backend, "bao.seed": str(config.seed)},
-        )
-        run_id = run.info.run_id
     resolved = config.model_dump(mode="json")
-    log_params(client, run_id, flatten(resolved))
-    # What a deployment manifest needs to say which code and which tasks made the numbers.
-    client.set_tag(run_id, "bao.eval_set_hash", task_set_hash(tasks[1]))
-    client.set_tag(run_id, "bao.code_version", code_version())
-    sink = MetricBuffer(client, run_id)
-    try:
+    with training_run(
+        client, workspace, name=config.name, seed=config.seed, backend=config.backend
+    ) as run_id:
+        log_run_inputs(client, run_id, resolved, tasks[1])
+        sink = MetricBuffer(client, run_id)
         result = train(config, sink, tasks=tasks)
         sink.flush()
         client.log_metric(run_id, "train/seconds", result.seconds)
-        with tempfile.TemporaryDirectory() as folder:
-            write_trajectories(result.trajectories, Path(folder) / "trajectories.jsonl")
-            (Path(folder) / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-            client.log_artifact(run_id, str(Path(folder) / "trajectories.jsonl"))
-            client.log_artifact(run_id, str(Path(folder) / "config.yaml"))
+        log_run_record(client, run_id, resolved, result.trajectories)
         _log_policy(client.tracking_uri, run_id, result.policy)
-    except BaseException:
-        if not attached:
-            client.set_terminated(run_id, status="FAILED")
-        raise
-    if not attached:
-        client.set_terminated(run_id, status="FINISHED")
     if _report(args, run_id, result.seconds, result.metrics):
         print(f"untrained: {_summary(result.initial_metrics)}")
         print(f"trained:   {_summary(result.metrics)}")

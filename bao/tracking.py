@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -147,6 +147,63 @@ def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> 
     items = [Param(key, str(value)[:6000]) for key, value in params.items()]
     for start in range(0, len(items), 100):  # MLflow's per-request limit
         client.log_batch(run_id, params=items[start : start + 100])
+
+
+@contextmanager
+def training_run(
+    client: MlflowClient, workspace: Path, *, name: str, seed: int, backend: str
+) -> Iterator[str]:
+    """The MLflow run one ``train`` logs into, as a block that yields its id.
+
+    Under a sweep that is the trial's run (``$MLFLOW_RUN_ID``), which the sweep's runner
+    closes; otherwise a new run in experiment ``name``, closed here as FINISHED, or FAILED
+    when the block raises.
+    """
+    attached = os.environ.get("MLFLOW_RUN_ID")
+    if attached:
+        yield attached
+        return
+    run_id = client.create_run(
+        experiment_id(client, name, workspace),
+        run_name=f"{name}-seed{seed}",
+        tags={"bao.backend": backend, "bao.seed": str(seed)},
+    ).info.run_id
+    try:
+        yield run_id
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+
+
+def log_run_inputs(
+    client: MlflowClient, run_id: str, resolved: Mapping[str, Any], eval_tasks: Iterable[Any]
+) -> None:
+    """The resolved config as params, and what a deployment manifest needs to say which code
+    and which evaluation tasks made the run's numbers."""
+    from bao.configuration import flatten
+    from bao.tasks import task_set_hash
+
+    log_params(client, run_id, flatten(resolved))
+    client.set_tag(run_id, "bao.eval_set_hash", task_set_hash(eval_tasks))
+    client.set_tag(run_id, "bao.code_version", code_version())
+
+
+def log_run_record(
+    client: MlflowClient, run_id: str, resolved: Mapping[str, Any], trajectories: Iterable[Any]
+) -> None:
+    """The evaluation's trajectories (``trajectories.jsonl``: every metric can be recomputed)
+    and the resolved config (``config.yaml``) as the run's artifacts."""
+    import yaml
+
+    from bao.trajectory import write_trajectories
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        write_trajectories(trajectories, folder / "trajectories.jsonl")
+        (folder / "config.yaml").write_text(yaml.safe_dump(dict(resolved), sort_keys=False))
+        client.log_artifact(run_id, str(folder / "trajectories.jsonl"))
+        client.log_artifact(run_id, str(folder / "config.yaml"))
 
 
 class MetricBuffer:

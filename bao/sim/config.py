@@ -157,9 +157,14 @@ class SimConfig(_Section):
 
     @model_validator(mode="after")
     def _check_min_turns(self) -> SimConfig:
-        if self.shaping.min_turns > self.env.max_turns + 1:
-            raise ValueError(
-                f"shaping.min_turns ({self.shaping.min_turns}) exceeds env.max_turns + 1 "
-                f"({self.env.max_turns + 1}): every failed run would be penalised as too short"
-            )
+        check_min_turns(self.shaping, self.env)
         return self
+
+
+def check_min_turns(shaping: ShapingSettings, env: EnvSettings) -> None:
+    """Rejects a ``min_turns`` no episode can reach (every training config checks it)."""
+    if shaping.min_turns > env.max_turns + 1:
+        raise ValueError(
+            f"shaping.min_turns ({shaping.min_turns}) exceeds env.max_turns + 1 "
+            f"({env.max_turns + 1}): every failed run would be penalised as too short"
+        )

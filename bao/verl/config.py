@@ -17,7 +17,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bao.sim.config import AdvantageSettings, EnvSettings, EvalSettings, ShapingSettings
+from bao.sim.config import (
+    AdvantageSettings,
+    EnvSettings,
+    EvalSettings,
+    ShapingSettings,
+    check_min_turns,
+)
 
 
 class _Section(BaseModel):
@@ -159,11 +165,7 @@ class VerlConfig(_Section):
                 f"eval.every ({self.eval.every}) is the simulator's; verl validates every "
                 "schedule.test_freq steps, so leave eval.every at 0"
             )
-        if self.shaping.min_turns > self.env.max_turns + 1:
-            raise ValueError(
-                f"shaping.min_turns ({self.shaping.min_turns}) exceeds env.max_turns + 1 "
-                f"({self.env.max_turns + 1}): every failed run would be penalised as too short"
-            )
+        check_min_turns(self.shaping, self.env)
         gpus = self.schedule.n_gpus_per_node * self.schedule.nnodes
         if self.rollout.tensor_parallel_size > gpus:
             raise ValueError(

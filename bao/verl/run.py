@@ -10,14 +10,10 @@ config's ``backend``). :func:`dry_run` builds and validates the command without 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from bao.metrics import summarize
 from bao.verl.config import VerlConfig
@@ -108,10 +104,14 @@ def train(config: VerlConfig, workspace: Path, resolved: dict[str, Any]) -> Trai
         VerlUnavailableError: verl or the GPUs are missing (before anything is written).
         VerlRunError, EvaluationMissingError: the run failed or left no evaluation.
     """
-    from bao.configuration import flatten
-    from bao.tasks import task_set_hash
-    from bao.tracking import code_version, experiment_id, log_params, mlflow_client, tracking_uri
-    from bao.trajectory import write_trajectories
+    from bao.tracking import (
+        MetricBuffer,
+        log_run_inputs,
+        log_run_record,
+        mlflow_client,
+        tracking_uri,
+        training_run,
+    )
     from bao.verl.evaluation import last_validation_dump, read_validation_trajectories
 
     require_verl()
@@ -119,59 +119,37 @@ def train(config: VerlConfig, workspace: Path, resolved: dict[str, Any]) -> Trai
     # Tasks are loaded, and the command validated, before any run is opened in MLflow.
     preview = dry_run(config, workspace)
     client = mlflow_client(workspace)
-    attached = os.environ.get("MLFLOW_RUN_ID")
-    if attached:
-        run_id = attached
-    else:
-        run_id = client.create_run(
-            experiment_id(client, config.name, workspace),
-            run_name=f"{config.name}-seed{config.seed}",
-            tags={"bao.backend": "verl", "bao.seed": str(config.seed)},
-        ).info.run_id
-    uri = tracking_uri(workspace)
-    folder = run_folder(config, workspace, run_id)
     started = time.monotonic()
-    try:
-        prepared = prepare(config, folder, run_id=run_id, tracking_uri=uri)
+    with training_run(
+        client, workspace, name=config.name, seed=config.seed, backend="verl"
+    ) as run_id:
+        folder = run_folder(config, workspace, run_id)
+        prepared = prepare(config, folder, run_id=run_id, tracking_uri=tracking_uri(workspace))
         folder.root.mkdir(parents=True, exist_ok=True)
         prepared.data.write(config.env.max_turns)
         if prepared.data.functions_path is not None:
             folder.agent_loop_file.write_text(agent_loop_yaml(prepared.data.functions_path))
-        log_params(client, run_id, flatten(resolved))
-        client.set_tag(run_id, "bao.eval_set_hash", task_set_hash(preview.data.eval_tasks))
-        client.set_tag(run_id, "bao.code_version", code_version())
+        log_run_inputs(client, run_id, resolved, preview.data.eval_tasks)
         client.set_tag(run_id, "bao.verl_folder", str(folder.root))
         (folder.root / "command.txt").write_text(" ".join(prepared.argv) + "\n")
         # verl's MLflow logger ends the attached run as FINISHED even when verl fails; the
-        # status set below (or by the sweep's runner) is the one that stays.
+        # status training_run sets (or the sweep's runner does) is the one that stays.
         run_verl(prepared.argv, prepared.env, folder.log_file)
         step, dump = last_validation_dump(folder.validation_dir)
         trajectories = read_validation_trajectories(dump)
         metrics = summarize(trajectories, k_max=config.eval.k_max)
         seconds = time.monotonic() - started
-        client.log_batch(
-            run_id,
-            metrics=[_metric(f"eval/{key}", value, step) for key, value in metrics.items()]
-            + [_metric("train/seconds", seconds, step)],
-        )
-        with tempfile.TemporaryDirectory() as scratch:
-            target = Path(scratch)
-            write_trajectories(trajectories, target / "trajectories.jsonl")
-            (target / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-            for path in (target / "trajectories.jsonl", target / "config.yaml"):
-                client.log_artifact(run_id, str(path))
+        sink = MetricBuffer(client, run_id)
+        sink({f"eval/{key}": value for key, value in metrics.items()}, step)
+        sink({"train/seconds": seconds}, step)
+        sink.flush()
+        log_run_record(client, run_id, resolved, trajectories)
         for path in (folder.log_file, folder.metrics_file):
             if path.is_file():
                 client.log_artifact(run_id, str(path), artifact_path="verl")
         checkpoint = last_checkpoint(folder.checkpoints)
         if checkpoint is not None:  # what `select --register` registers (analysis.registry)
             client.set_tag(run_id, "bao.checkpoint_uri", str(checkpoint))
-    except BaseException:
-        if not attached:
-            client.set_terminated(run_id, status="FAILED")
-        raise
-    if not attached:
-        client.set_terminated(run_id, status="FINISHED")
     log.info("verl run %s evaluated at step %d on %d episodes", run_id, step, len(trajectories))
     return TrainResult(
         run_id=run_id, metrics=metrics, step=step, seconds=seconds, folder=folder.root
@@ -186,9 +164,3 @@ def last_checkpoint(folder: Path) -> Path | None:
         if path.is_dir() and path.name.removeprefix("global_step_").isdigit()
     ]
     return max(steps)[1].resolve() if steps else None
-
-
-def _metric(key: str, value: float, step: int) -> Any:
-    from mlflow.entities import Metric
-
-    return Metric(key=key, value=float(value), timestamp=int(time.time() * 1000), step=step)

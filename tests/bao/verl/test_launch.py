@@ -40,6 +40,11 @@ ROOT = Path(__file__).resolve().parents[3]
 CONFIG = ROOT / "configs" / "verl" / "function_gym.yaml"
 SWEEP = ROOT / "configs" / "verl" / "sweep_function_gym.yaml"
 FAKE_MAIN = Path(__file__).with_name("fake_main_ppo.py")
+NO_GPU_LINE = (
+    "bao-pareto {command}: error: the verl backend needs 8 GPU(s) (schedule.n_gpus_per_node x "
+    "schedule.nnodes) and this machine has 0; run on a GPU node (docs/verl.md), or use the "
+    "sim backend on a CPU machine"
+)
 
 
 def cli(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -200,11 +205,7 @@ def test_without_gpus_training_fails_fast_and_opens_no_run(tmp_path: Path) -> No
     workspace = tmp_path / "ws"
     done = cli("train", str(CONFIG), "--workspace", str(workspace))
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        "bao-pareto train: error: the verl backend needs 8 GPU(s) (schedule.n_gpus_per_node x "
-        "schedule.nnodes) and this machine has 0; run on a GPU node (docs/verl.md), or use the "
-        "sim backend on a CPU machine"
-    ]
+    assert done.stderr.strip().splitlines() == [NO_GPU_LINE.format(command="train")]
     assert not (workspace / "mlflow.db").exists()
 
 
@@ -484,11 +485,7 @@ def test_a_verl_sweep_validates_and_fails_fast_without_gpus(tmp_path: Path) -> N
 
     done = cli("sweep", str(SWEEP), "--workspace", str(workspace))
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        "bao-pareto sweep: error: the verl backend needs 8 GPU(s) (schedule.n_gpus_per_node x "
-        "schedule.nnodes) and this machine has 0; run on a GPU node (docs/verl.md), or use the "
-        "sim backend on a CPU machine"
-    ]
+    assert done.stderr.strip().splitlines() == [NO_GPU_LINE.format(command="sweep")]
     assert not (workspace / "sweeps").exists()
 
 
