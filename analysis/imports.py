@@ -39,6 +39,7 @@ from bao.errors import TaskDataError
 from bao.metrics import DEFAULT_K_MAX, summarize
 from bao.tasks import ANSWER_TOLERANCE, FunctionTask
 from bao.trajectory import Trajectory, Turn
+from bao.verl.data import TOOL_NAME  # the UserRL tool name, shared with the verl rows
 
 if TYPE_CHECKING:
     # pandas ships no type information; unused-ignore keeps this line quiet once stubs or a
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TOOL_NAME: Final = "interact_with_env"
 MatchMode = Literal["id", "position"]
 
 # Where a row may name its task, most specific first. UserRL's prompt rows keep the id in

@@ -293,7 +293,7 @@ def _load_parquet(source: Path, functions_path: str | Path | None) -> list[Funct
     tasks: list[FunctionTask] = []
     for index, row in enumerate(rows):
         where = f"{source}: row {index}"
-        task_id = _parquet_task_id(row)
+        task_id = parquet_task_id(row)
         if task_id is None:
             raise TaskDataError(
                 f"{where}: no task id in reward_model.id or extra_info.tools_kwargs",
@@ -317,7 +317,9 @@ def _load_parquet(source: Path, functions_path: str | Path | None) -> list[Funct
     return tasks
 
 
-def _parquet_task_id(row: Mapping[str, Any]) -> str | None:
+def parquet_task_id(row: Mapping[str, Any]) -> str | None:
+    """The task id a UserRL/verl row names: ``reward_model.id``, else the tool's
+    ``extra_info.tools_kwargs.interact_with_env.create_kwargs.id``; None when it names none."""
     reward_model = row.get("reward_model")
     if isinstance(reward_model, Mapping) and reward_model.get("id") not in (None, ""):
         return str(reward_model["id"])

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from bao.envs.function_gym import DEFAULT_MAX_TURNS
 from bao.errors import TaskDataError
-from bao.tasks import FunctionTask, task_from_record
+from bao.tasks import FunctionTask, parquet_task_id, task_from_record
 
 DATA_SOURCE: Final = "function_gym"
 AGENT_NAME: Final = "bao_agent"
@@ -142,7 +142,7 @@ def task_from_row(
     if inline is not None:
         record = json.loads(inline) if isinstance(inline, str) else inline
         return task_from_record(record, where="extra_info.bao_task")
-    task_id = _row_task_id(row)
+    task_id = parquet_task_id(row)
     if task_id is None:
         raise TaskDataError(
             "a verl row has neither extra_info.bao_task nor a task id "
@@ -160,15 +160,3 @@ def task_from_row(
             fix="set tasks.functions_path to the file these rows were made from",
         )
     return functions[task_id]
-
-
-def _row_task_id(row: Mapping[str, Any]) -> str | None:
-    reward_model = row.get("reward_model")
-    if isinstance(reward_model, Mapping) and reward_model.get("id") not in (None, ""):
-        return str(reward_model["id"])
-    extra = row.get("extra_info")
-    kwargs = extra.get("tools_kwargs") if isinstance(extra, Mapping) else None
-    try:
-        return str(kwargs[TOOL_NAME]["create_kwargs"]["id"])  # type: ignore[index]
-    except (KeyError, TypeError):
-        return None
