@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sweep.cli import add_workspace_option
 
 if TYPE_CHECKING:
+    import pandas as pd
     from rich.console import Console
 
     from analysis.loader import SweepData
@@ -99,25 +100,35 @@ def run(command: str, argv: list[str]) -> int:
             parser.error(f"--budget must be at least 1, got {bad[0]}")
         if args.hv_subset is not None and args.hv_subset < 1:
             parser.error(f"--hv-subset must be at least 1, got {args.hv_subset}")
+    references = None
+    if command == "front" and args.reference_table:
+        # Checked before the sweep is read: a bad table is reported however the sweep is.
+        from analysis.imports import load_reference_table, reference_points
+
+        references = reference_points(load_reference_table(args.reference_table), args.gym)
     data = _load(args)
     from analysis.report import analyse_front
 
     analysis = analyse_front(data, n_draws=args.draws, seed=args.seed)
     if command == "front":
-        return _front(analysis, args)
+        return _front(analysis, args, references)
     return _select(analysis, args)
 
 
 def _load(args: argparse.Namespace) -> SweepData:
     from analysis.loader import load_sweep
-    from bao.tracking import resolve_workspace
+    from bao.tracking import resolve_workspace, workspace_path
 
-    workspace = resolve_workspace(args.workspace)
     name = args.sweep
     if name.endswith((".yaml", ".yml")) and Path(name).is_file():
         from sweep.config import load_sweep_config
 
         name = load_sweep_config(name).config.name
+    # Reading a sweep creates nothing: a workspace that is not there holds no sweep, and
+    # load_sweep says so (with the sweeps it knows) without the folder being made.
+    workspace = workspace_path(args.workspace).resolve()
+    if workspace.is_dir():
+        workspace = resolve_workspace(workspace)  # checked for writing: caches, --register
     args.workspace_path = workspace
     return load_sweep(workspace, name)
 
@@ -132,15 +143,13 @@ def _console() -> Console:
 # ------------------------------------------------------------------------------------ front
 
 
-def _front(analysis: FrontAnalysis, args: argparse.Namespace) -> int:
+def _front(
+    analysis: FrontAnalysis, args: argparse.Namespace, references: pd.DataFrame | None
+) -> int:
     from analysis.report import front_document
 
     document = front_document(analysis)
-    references = None
-    if args.reference_table:
-        from analysis.imports import load_reference_table, reference_points
-
-        references = reference_points(load_reference_table(args.reference_table), args.gym)
+    if references is not None:
         document["reference_points"] = references.to_dict("records")
     if args.json:
         print(json.dumps(document))

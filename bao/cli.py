@@ -9,11 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from typing import TYPE_CHECKING
 
 from bao.configuration import add_override_option
 from bao.metrics import DEFAULT_K_MAX, summarize
 from bao.scripted import SCRIPTED_POLICIES, EpisodeSettings, evaluate_scripted
 from bao.tasks import generate_function_tasks, load_function_tasks
+
+if TYPE_CHECKING:
+    from bao.sim.config import TaskSettings
+    from bao.verl.config import VerlTaskSettings
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +134,8 @@ def _train_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from bao.configuration import apply_overrides, read_yaml, validate
-    from bao.sim.config import SimConfig
+    from bao.configuration import ConfigError, apply_overrides, read_yaml, validate
+    from bao.sim.config import SimConfig, task_count_problem
     from bao.tracking import (
         MetricBuffer,
         log_run_inputs,
@@ -144,20 +149,26 @@ def _train(args: argparse.Namespace) -> int:
     if raw.get("backend") == "verl":
         return _train_verl(args, raw)
     if args.dry_run:
-        from bao.configuration import ConfigError
-
         raise ConfigError(
             f"{args.config}: --dry-run checks a verl launch; this is a {raw.get('backend', 'sim')} "
             "config, which `train` validates before it starts anyway",
             fix="drop --dry-run",
         )
     config = validate(SimConfig, raw, source=args.config)
-    workspace = resolve_workspace(args.workspace)
-    # Tasks are loaded (and so validated) before any run is opened in MLflow.
+    # Tasks are loaded (and so validated) before the workspace is created and any run is
+    # opened in MLflow: a bad task file leaves nothing behind.
+    _check_task_paths(config.tasks, args.config)
     from bao.sim.trainer import load_tasks, train
 
     tasks = load_tasks(config)
-
+    if config.tasks.train_path is not None:
+        problem = task_count_problem(config, len(tasks[0]), str(config.tasks.train_path))
+        if problem:
+            raise ConfigError(
+                f"{args.config}: {problem}",
+                fix="lower trainer.tasks_per_iteration or add training tasks",
+            )
+    workspace = resolve_workspace(args.workspace)
     client = mlflow_client(workspace)
     resolved = config.model_dump(mode="json")
     with training_run(
@@ -185,6 +196,7 @@ def _train_verl(args: argparse.Namespace, raw: dict[str, object]) -> int:
     from bao.verl.launch import printable
 
     config = validate(VerlConfig, raw, source=args.config)
+    _check_task_paths(config.tasks, args.config)
     if args.dry_run:
         from bao.verl.run import dry_run
 
@@ -202,13 +214,36 @@ def _train_verl(args: argparse.Namespace, raw: dict[str, object]) -> int:
             "MLFLOW_RUN_ID"
         )
         return 0
-    from bao.verl.run import train
+    from bao.verl.launch import check_gpus, require_verl
+    from bao.verl.run import dry_run, train
 
+    # What train checks first (verl, the GPUs, the tasks and the command), checked before
+    # the workspace is created: a launch that cannot start leaves nothing behind. The
+    # second Hydra compose inside train costs seconds against a run of hours.
+    require_verl()
+    check_gpus(config)
+    dry_run(config, workspace_path(args.workspace).resolve())
     result = train(config, resolve_workspace(args.workspace), config.model_dump(mode="json"))
     if _report(args, result.run_id, result.seconds, result.metrics):
         print(f"evaluated after step {result.step}: {_summary(result.metrics)}")
         print(f"MLflow run {result.run_id}; verl files in {result.folder}")
     return 0
+
+
+def _check_task_paths(settings: TaskSettings | VerlTaskSettings, source: str) -> None:
+    """Each task file the config names exists: the loaders would say which file is missing,
+    this also says which key of which config named it."""
+    from pathlib import Path
+
+    from bao.configuration import ConfigError
+
+    for key in ("train_path", "eval_path", "functions_path"):
+        path = getattr(settings, key, None)
+        if isinstance(path, Path) and not path.is_file():
+            raise ConfigError(
+                f"{source}: tasks.{key}: task file {str(path)!r} does not exist",
+                fix="check the path (relative to the working directory)",
+            )
 
 
 def _report(

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -130,13 +131,23 @@ def validate(model: type[ModelT], data: Mapping[str, Any], *, source: str) -> Mo
         return model.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        keys, _ = _walk(model, first["loc"])
+        key = ".".join(keys) or "(top level)"
         kind = first["type"]
         if kind == "extra_forbidden":
             allowed = _allowed_keys(model, first["loc"][:-1])
             raise ConfigError(
                 f"{source}: unknown key {key!r}",
                 fix=f"allowed keys here: {', '.join(allowed)}" if allowed else "remove it",
+            ) from None
+        if kind == "missing" and isinstance(first["loc"][-1], int):
+            # A fixed-length list (a tuple field) that is too short: pydantic reports its
+            # first absent item as a missing key, which is not what the user wrote.
+            parent = ".".join(keys[:-1])
+            raise ConfigError(
+                f"{source}: key {parent!r} has too few items (item {first['loc'][-1]} is missing)",
+                value=first.get("input"),
+                fix="give one value per item, as the documented example config does",
             ) from None
         if kind == "missing":
             raise ConfigError(f"{source}: missing key {key!r}", fix="add it") from None
@@ -149,14 +160,56 @@ def validate(model: type[ModelT], data: Mapping[str, Any], *, source: str) -> Mo
 
 
 def _allowed_keys(model: type[BaseModel], path: Sequence[Any]) -> list[str]:
-    current: Any = model
-    for part in path:
-        field = getattr(current, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        current = field.annotation
+    _, current = _walk(model, path)
     fields = getattr(current, "model_fields", None)
     return sorted(fields) if fields else []
+
+
+def _walk(model: type[BaseModel], loc: Sequence[Any]) -> tuple[list[str], Any]:
+    """Follows a pydantic error location through ``model``: the keys as the user wrote them
+    and the type at the end (None where the location leaves the model's types).
+
+    Locations also hold the tag of the union member that was tried (``search_space.x.float``
+    for a ``type: float`` parameter, ``backend.sim``): that is not a key of the file, so it
+    is left out of the keys, and the walk goes on in that member.
+    """
+    keys: list[str] = []
+    current: Any = model
+    for part in loc:
+        current = _unannotated(current)
+        if get_origin(current) in (Union, UnionType):
+            member = _union_member(current, part)
+            if member is not None:
+                current = member
+                continue
+        keys.append(str(part))
+        fields = getattr(current, "model_fields", None)
+        if fields is not None:
+            field = fields.get(part)
+            current = field.annotation if field is not None else None
+        elif get_origin(current) in (dict, Mapping, list, tuple, Sequence):
+            current = get_args(current)[-1 if get_origin(current) in (dict, Mapping) else 0]
+        else:
+            current = None
+    return keys, _unannotated(current)
+
+
+def _unannotated(kind: Any) -> Any:
+    while get_origin(kind) is Annotated:
+        kind = get_args(kind)[0]
+    return kind
+
+
+def _union_member(union: Any, tag: object) -> Any:
+    """The member of ``union`` that a location part names: by a discriminator value (a
+    ``Literal`` field) or by its class name; None when the part is no such tag."""
+    for member in map(_unannotated, get_args(union)):
+        if getattr(member, "__name__", None) == tag:
+            return member
+        for field in getattr(member, "model_fields", {}).values():
+            if get_origin(field.annotation) is Literal and tag in get_args(field.annotation):
+                return member
+    return None
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

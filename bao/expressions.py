@@ -89,7 +89,12 @@ class RuleEvaluationError(ArithmeticError):
 
 # --------------------------------------------------------------------------- parsing
 
-_TOKEN = re.compile(r"\s*(?:(?P<int>\d+)|(?P<name>[A-Za-z_]\w*)|(?P<op>\*\*|[-+*/()])|(?P<bad>\S))")
+# ASCII only: Unicode digits (U+0663, U+FF11) and spaces (U+00A0) are not Python's literals or
+# white space, and a rule must read the same here as in UserRL's Python (tests/bao/
+# test_expressions_fuzz.py checks accepted rules against Python's own parser).
+_TOKEN = re.compile(
+    r"\s*(?:(?P<int>\d+)|(?P<name>[A-Za-z_]\w*)|(?P<op>\*\*|[-+*/()])|(?P<bad>\S))", re.ASCII
+)
 
 
 def _tokenize(text: str) -> list[tuple[str, str, int]]:
@@ -117,6 +122,14 @@ class _Parser:
             return None
         token = self.tokens[self.pos]
         if token[0] == "bad":
+            before = self.tokens[self.pos - 1] if self.pos else None
+            after_operand = before is not None and (before[0] == "name" or before[1] == ")")
+            if token[1] == "." and after_operand:
+                raise self._fail(
+                    f"attribute access at character {token[2]}",
+                    "rules have no attributes or methods; use only a, b, c, d, integers, "
+                    "+ - * / ** and parentheses",
+                )
             if token[1] == ".":
                 raise self._fail(
                     f"decimal literal at character {token[2]}",

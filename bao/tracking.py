@@ -131,7 +131,10 @@ def experiment_id(client: MlflowClient, name: str, workspace: Path) -> str:
     existing = client.get_experiment_by_name(name)
     if existing is not None:
         return str(existing.experiment_id)
-    location = (workspace / "mlartifacts" / name).as_uri()
+    from bao.paths import sanitized_component
+
+    # The name is the user's (`--set name=...`, `import --experiment`): never a path.
+    location = (workspace / "mlartifacts" / sanitized_component(name)).as_uri()
     try:
         return str(client.create_experiment(name, artifact_location=location))
     except Exception:  # another process created it meanwhile

@@ -15,6 +15,7 @@ MLflow run is the source of truth for them in every backend.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 from abc import ABC, abstractmethod
@@ -24,15 +25,18 @@ from typing import TYPE_CHECKING, Any
 
 from sweep.config import PLACEHOLDER, CommandBackend, LoadedSweep, SimBackend, VerlBackend
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
-    from mlflow.tracking import MlflowClient
+    from sweep.tracking import Tracker
 
 
 class TrialError(Exception):
     """A training run that did not produce usable metrics.
 
     ``code`` is one of ``exit_code``, ``killed``, ``timeout``, ``interrupted``,
-    ``missing_metrics``, ``bad_metrics``, ``stale``, ``error``; ``detail`` is one line.
+    ``missing_metrics``, ``bad_metrics``, ``stale``, ``tracking`` (MLflow did not answer
+    for ``tracking_patience`` seconds), ``error``; ``detail`` is one line.
     """
 
     def __init__(self, code: str, detail: str) -> None:
@@ -73,8 +77,9 @@ class Backend(ABC):
         """The argv, extra environment and working directory of the run."""
 
     @abstractmethod
-    def collect(self, request: RunRequest, client: MlflowClient) -> dict[str, float]:
-        """The run's metrics after it exited with status 0 (raises :class:`TrialError`)."""
+    def collect(self, request: RunRequest, tracker: Tracker) -> dict[str, float]:
+        """The run's metrics after it exited with status 0 (raises :class:`TrialError`, or
+        :class:`sweep.tracking.TrackingUnavailableError` when MLflow does not answer)."""
 
 
 def make_backend(loaded: LoadedSweep, train_config_path: Path, workspace: Path) -> Backend:
@@ -160,8 +165,9 @@ class TrainBackend(Backend):
             argv += ["--set", f"{path}={_yaml_value(value)}"]
         return Launch(argv=[*argv, "--json"], env={})
 
-    def collect(self, request: RunRequest, client: MlflowClient) -> dict[str, float]:
-        return dict(client.get_run(request.run_id).data.metrics)
+    def collect(self, request: RunRequest, tracker: Tracker) -> dict[str, float]:
+        run = tracker.call("the run's metrics", tracker.client.get_run, request.run_id)
+        return dict(run.data.metrics)
 
 
 class CommandLineBackend(Backend):
@@ -190,8 +196,8 @@ class CommandLineBackend(Backend):
         cwd = Path(self.loaded.base_dir) / (self.settings.cwd or ".")
         return Launch(argv=argv, env=dict(self.settings.env), cwd=cwd)
 
-    def collect(self, request: RunRequest, client: MlflowClient) -> dict[str, float]:
-        from bao.tracking import MetricBuffer
+    def collect(self, request: RunRequest, tracker: Tracker) -> dict[str, float]:
+        from sweep.tracking import TrackingUnavailableError
 
         path = self.metrics_path(request)
         if not path.is_file():
@@ -211,13 +217,15 @@ class CommandLineBackend(Backend):
             for key, value in data.items()
             if isinstance(value, int | float) and not isinstance(value, bool)
         }
-        sink = MetricBuffer(client, request.run_id)
-        sink({k: v for k, v in metrics.items() if math.isfinite(v)}, step=0)
-        sink.flush()
-        # Non-finite values cannot go through MLflow reliably; keep them for the check.
-        logged = dict(client.get_run(request.run_id).data.metrics)
-        logged.update({k: v for k, v in metrics.items() if not math.isfinite(v)})
-        return logged
+        # Non-finite values cannot go through MLflow reliably; they stay for the check only.
+        tracker.log_metrics(request.run_id, {k: v for k, v in metrics.items() if math.isfinite(v)})
+        try:  # what the command logged into its run itself (MLFLOW_RUN_ID)
+            run = tracker.call("the run's metrics", tracker.client.get_run, request.run_id)
+            logged = dict(run.data.metrics)
+        except TrackingUnavailableError as error:
+            logged = {}  # the file's metrics may be all the trial needs
+            log.warning("trial %d: %s; using %s only", request.trial_number, error, path)
+        return {**logged, **metrics}
 
 
 def substitute(template: str, values: dict[str, str]) -> str:

@@ -96,6 +96,11 @@ def _sweep(args: argparse.Namespace, *, leader: bool) -> int:
     from sweep.backends import preflight
 
     preflight(loaded)  # e.g. verl without GPUs: one line now, not trials stuck waiting
+    from bao.tracking import workspace_path
+    from sweep.runner import check_free_space
+
+    # Before the workspace is created: a full disk writes nothing, not even the folder.
+    check_free_space(workspace_path(args.workspace), loaded.config.min_free_disk_mb)
     workspace = resolve_workspace(args.workspace)
     if (
         getattr(args, "resume", False)
@@ -253,15 +258,16 @@ def _cell(value: Any) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from bao.tracking import resolve_workspace
+    from bao.tracking import workspace_path
     from sweep.status import failure_reasons, open_existing, status_document
 
-    workspace = resolve_workspace(args.workspace)
     name = args.sweep
     if name.endswith((".yaml", ".yml")) and Path(name).is_file():
         from sweep.config import load_sweep_config
 
         name = load_sweep_config(name).config.name
+    # Read-only: a mistyped workspace or sweep name must not create a folder.
+    workspace = workspace_path(args.workspace).resolve()
     loaded, study = open_existing(workspace, name)
     document = status_document(loaded, study)
     if args.json:
@@ -297,12 +303,13 @@ def _print_status(
     table.add_column("MLflow run / reason")
     for trial in document["trials"]:
         values = trial["values"] or [None] * len(config.objectives)
+        stale = trial.get("stale")
         table.add_row(
             str(trial["number"]),
-            trial["state"],
+            f"{trial['state']} (stale)" if stale else trial["state"],
             *[_cell(trial["params"].get(p, "")) for p in config.search_space],
             *["" if v is None else f"{v:.4f}" for v in values],
             "" if trial["retry_of"] is None else str(trial["retry_of"]),
-            reasons.get(trial["number"]) or trial["mlflow_run_id"] or "",
+            stale or reasons.get(trial["number"]) or trial["mlflow_run_id"] or "",
         )
     console.print(table)

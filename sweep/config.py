@@ -295,6 +295,15 @@ class SweepConfig(_Model):
     """Seconds between a running trial's heartbeats in the storage."""
     lease: float = Field(120.0, gt=0)
     """A running trial whose heartbeat is older than this is taken as dead and retried."""
+    tracking_patience: float = Field(300.0, gt=0, le=86400)
+    """Seconds the runner keeps retrying an MLflow call that fails (server down, database
+    locked, artifact store unreachable). A write still failing then waits in the sweep's
+    MLflow outbox, replayed in order once MLflow answers; a read or a run it cannot create
+    fails the trial with reason ``tracking`` (retried like any failure)."""
+    min_free_disk_mb: float = Field(512.0, ge=0)
+    """Free space the workspace's file system must have before a sweep starts and before
+    each new trial; below it the sweep stops with one line instead of failing trials on a
+    full disk (0 turns the check off)."""
 
     @field_validator("constraints", mode="before")
     @classmethod
@@ -336,7 +345,8 @@ class SweepConfig(_Model):
         timeouts, retries) are left out, so changing them resumes the same sweep."""
         data = self.model_dump(mode="json")
         runtime = ("jobs", "trial_timeout", "max_retries", "max_failures", "tracking_uri")
-        for key in (*runtime, "heartbeat_interval", "lease"):
+        recovery = ("heartbeat_interval", "lease", "tracking_patience", "min_free_disk_mb")
+        for key in (*runtime, *recovery):
             data.pop(key)
         data["driver"].pop("n_trials")
         for objective in data["objectives"]:
@@ -438,7 +448,7 @@ def _check_train_config(
         )
     base = _merge(read_yaml(train_path), config.train)
     base.pop("seed", None)  # every trial sets its own training seed
-    validate(model, base, source=f"{source}: train")
+    checked = [validate(model, base, source=f"{source}: train")]
     # Both ends of every range (and every choice) must give a valid training config.
     from sweep.space import corner_values
 
@@ -446,16 +456,51 @@ def _check_train_config(
         for value in corner_values(spec):
             trial = apply_overrides(base, [f"{path}={json.dumps(value)}"])
             try:
-                validate(model, trial, source=source)
+                checked.append(validate(model, trial, source=source))
             except ConfigError as error:
                 raise ConfigError(
                     f"{source}: search_space.{path} = {value!r} is not a valid training value "
                     f"({error.what.split(': ', 1)[-1]})",
                     fix=f"check the path and range against {config.backend.train_config}",
                 ) from None
+    _check_task_files(checked, source)
     k_max = model.model_validate(base).eval.k_max
     names = [f"eval/{name}" for name in metric_names(k_max)] + ["train/seconds"]
     return base, names
+
+
+def _check_task_files(trials: Sequence[SimConfig | VerlConfig], source: str) -> None:
+    """Reads the task files the trials' training configs name, as each trial will (relative
+    paths from this process's working directory, which trials inherit): a bad file or record
+    is one line now, not the same failure in every trial."""
+    from bao.errors import TaskDataError
+    from bao.sim.config import SimConfig, task_count_problem
+    from bao.tasks import load_function_tasks
+
+    counted: dict[tuple[str, Path, Path | None], int] = {}
+    for trial in trials:
+        settings = trial.tasks
+        functions = getattr(settings, "functions_path", None)
+        for key in ("train_path", "eval_path"):
+            path: Path | None = getattr(settings, key)
+            if path is None:
+                continue
+            if (key, path, functions) not in counted:
+                try:
+                    tasks = load_function_tasks(path, functions)
+                except TaskDataError as error:
+                    raise TaskDataError(f"{source}: train tasks.{key}: {error}") from None
+                counted[key, path, functions] = len(tasks)
+            problem = (
+                task_count_problem(trial, counted[key, path, functions], str(path))
+                if isinstance(trial, SimConfig) and key == "train_path"
+                else None
+            )
+            if problem:
+                raise ConfigError(
+                    f"{source}: train: {problem}",
+                    fix="lower trainer.tasks_per_iteration or add training tasks",
+                )
 
 
 def train_config_model(backend: SimBackend | VerlBackend) -> type[SimConfig] | type[VerlConfig]:

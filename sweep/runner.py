@@ -68,6 +68,7 @@ from sweep.storage import (
     write_atomically,
     write_manifest,
 )
+from sweep.tracking import OUTBOX, Tracker, TrackingUnavailableError
 
 if TYPE_CHECKING:
     import optuna
@@ -86,6 +87,33 @@ STOP_GRACE_S = 10.0
 
 class SweepAbortedError(BaoError):
     """The sweep stopped because its trials keep failing."""
+
+
+class WorkspaceFullError(BaoError):
+    """The workspace's file system has less free space than ``min_free_disk_mb``."""
+
+
+def check_free_space(workspace: Path, min_free_mb: float) -> None:
+    """Raises :class:`WorkspaceFullError` when the workspace's disk is (nearly) full.
+
+    Checked before a sweep starts and before each new trial: a trial started on a full disk
+    fails half-way (a checkpoint, a log, the MLflow database), and so would every retry.
+    """
+    import shutil
+
+    if min_free_mb <= 0:
+        return
+    probe = workspace
+    while not probe.exists() and probe != probe.parent:  # not created yet: its parent's disk
+        probe = probe.parent
+    free_mb = shutil.disk_usage(probe).free / 2**20
+    if free_mb < min_free_mb:
+        raise WorkspaceFullError(
+            f"only {free_mb:.0f} MB free on the file system of workspace {str(workspace)!r}, "
+            f"below min_free_disk_mb={min_free_mb:g}",
+            fix="free disk space or move the workspace (--workspace); lower min_free_disk_mb "
+            "only if trials write little",
+        )
 
 
 @dataclass
@@ -141,6 +169,20 @@ def _owner_alive(owner: dict[str, Any]) -> bool | None:
     return started is None or _process_start_ticks(pid) == started
 
 
+def stale_reason(frozen: FrozenTrial, now: float, lease: float) -> str | None:
+    """Why a RUNNING trial is dead (its process is gone, or silent past ``lease``), or None."""
+    owner = frozen.system_attrs.get(OWNER_KEY) or {}
+    alive = _owner_alive(owner) if owner else None
+    where = f"{owner.get('host')}:{owner.get('pid')}" if owner else "an unknown process"
+    if alive is False:
+        return f"its process {where} is gone"
+    start = frozen.datetime_start.timestamp() if frozen.datetime_start else now
+    beat = float(frozen.system_attrs.get(HEARTBEAT_KEY, start))
+    if alive is None and now - beat > lease:
+        return f"no heartbeat from {where} for {now - beat:.0f} s (lease {lease:g} s)"
+    return None
+
+
 # ------------------------------------------------------------------------------- runner
 
 
@@ -183,6 +225,7 @@ class SweepRunner:
         self.study: SweepStudy
         self.backend: Backend
         self.client: MlflowClient
+        self.tracker: Tracker
         self.tracking_uri = ""
         self.experiment_id = ""
         self.parent_run_id = ""
@@ -214,8 +257,23 @@ class SweepRunner:
         self.backend = make_backend(self.loaded, train_path, self.workspace)
         self.tracking_uri = self.config.tracking_uri or tracking_uri(self.workspace)
         self.client = mlflow_client(self.workspace, self.tracking_uri)
-        self.experiment_id = experiment_id(self.client, self.config.name, self.workspace)
-        self.parent_run_id = self._parent_run()
+        self.tracker = Tracker(self.client, self.folder / OUTBOX, self.config.tracking_patience)
+        try:
+            self.experiment_id = self.tracker.call(
+                "the experiment", experiment_id, self.client, self.config.name, self.workspace
+            )
+            # Workers starting together on one machine agree on one sweep run under a lock
+            # (MLflow stamps a run's start before it is stored, so "the earliest" alone can
+            # split them); across machines the earliest-run rule is all there is.
+            with workspace_lock(self.workspace, "sweep-run"):
+                self.parent_run_id = self.tracker.call("the sweep's run", self._parent_run)
+        except TrackingUnavailableError as error:
+            raise BaoError(
+                f"cannot start sweep {self.config.name!r}: {error}",
+                fix=f"start the MLflow tracking server or check tracking_uri ({self.tracking_uri})",
+            ) from None
+        # Writes an earlier process of this sweep kept through an outage go first.
+        self.tracker.replay()
 
     def _parent_run(self) -> str:
         """The sweep's MLflow run; concurrent starters agree on the earliest one."""
@@ -295,7 +353,8 @@ class SweepRunner:
                     break
                 counts = self.study.counts()
                 self._check_failures(counts)
-                while len(active) < self.jobs and not self.stop_event.is_set():
+                ready = self._ready_for_trials()
+                while ready and len(active) < self.jobs and not self.stop_event.is_set():
                     trial = self._claim()
                     if trial is None:
                         break
@@ -304,7 +363,7 @@ class SweepRunner:
                     counts = self.study.counts()
                     if counts["COMPLETE"] >= self.n_trials:
                         break
-                    if counts["RUNNING"] or counts["WAITING"]:
+                    if counts["RUNNING"] or counts["WAITING"] or not ready:
                         idle_since = None
                     elif idle_since is None:
                         idle_since = time.monotonic()
@@ -324,6 +383,24 @@ class SweepRunner:
                     last_recovery = time.monotonic()
             for future in active:  # stop requested: runs are terminating
                 future.result()
+
+    def _ready_for_trials(self) -> bool:
+        """Whether a new trial may start: disk space left (else the sweep stops) and MLflow
+        answering (else the sweep waits; running trials go on)."""
+        try:
+            check_free_space(self.workspace, self.config.min_free_disk_mb)
+        except WorkspaceFullError:
+            self.stop()
+            raise
+        if self.tracker.available and not self.tracker.has_pending:
+            return True
+        if self.tracker.probe():
+            self._emit("MLflow answers again")
+            return True
+        event = f"MLflow unreachable: no new trial starts; writes kept in {OUTBOX}"
+        if self._last_event != event:
+            self._emit(event)
+        return False
 
     def _claim(self) -> optuna.Trial | None:
         """The next trial for this process: a queued one (retries, pymoo generations)
@@ -387,11 +464,13 @@ class SweepRunner:
             ):
                 trial.set_constraint(str(constraint), violation)  # what the samplers read
             self._tell(trial, values)
-            self.client.set_terminated(run_id, status="FINISHED")
+            self.tracker.set_terminated(run_id, status="FINISHED")
             self._durations.append(time.monotonic() - started)
             self._emit(f"trial {number} complete")
         except TrialError as failure:
             self._fail(trial, attrs, run_id, failure)
+        except TrackingUnavailableError as error:
+            self._fail(trial, attrs, run_id, TrialError("tracking", str(error)))
         except Exception as error:  # a bug or an outage must not take the sweep down
             log.exception("trial %d failed unexpectedly", number)
             self._fail(trial, attrs, run_id, TrialError("error", first_line(error)))
@@ -400,8 +479,6 @@ class SweepRunner:
                 self._owned.pop(number, None)
 
     def _trial_run(self, trial: optuna.Trial, attrs: dict[str, Any]) -> str:
-        from bao.tracking import log_params
-
         tags = {
             "mlflow.parentRunId": self.parent_run_id,
             "bao.role": "trial",
@@ -414,11 +491,15 @@ class SweepRunner:
             tags["bao.retry_of"] = str(attrs[ATTR_RETRY_OF])
         if ATTR_GENERATION in attrs:
             tags["bao.generation"] = str(attrs[ATTR_GENERATION])
-        run = self.client.create_run(
-            self.experiment_id, run_name=f"{self.config.name}-trial-{trial.number:04d}", tags=tags
+        run = self.tracker.call(
+            "a trial's new run",
+            self.client.create_run,
+            self.experiment_id,
+            run_name=f"{self.config.name}-trial-{trial.number:04d}",
+            tags=tags,
         )
         run_id: str = run.info.run_id
-        log_params(self.client, run_id, {f"trial.{k}": v for k, v in trial.params.items()})
+        self.tracker.log_params(run_id, {f"trial.{k}": v for k, v in trial.params.items()})
         return run_id
 
     def _train_seeds(
@@ -433,7 +514,9 @@ class SweepRunner:
         for seed in seeds:
             seed_run = run_id
             if len(seeds) > 1:
-                seed_run = self.client.create_run(
+                seed_run = self.tracker.call(
+                    "a seed's new run",
+                    self.client.create_run,
                     self.experiment_id,
                     run_name=f"{self.config.name}-trial-{trial.number:04d}-seed{seed}",
                     tags={
@@ -472,15 +555,13 @@ class SweepRunner:
                     self._close_run(seed_run, failure)
                 raise
             if seed_run != run_id:
-                self.client.set_terminated(seed_run, status="FINISHED")
+                self.tracker.set_terminated(seed_run, status="FINISHED")
             per_seed.append(metrics)
         return self._aggregate(run_id, per_seed, wanted)
 
     def _aggregate(
         self, run_id: str, per_seed: list[dict[str, float]], wanted: list[str]
     ) -> tuple[list[float], dict[str, Any]]:
-        from bao.tracking import MetricBuffer
-
         seed_values = {m: [seed[m] for seed in per_seed] for m in wanted}
         means = {m: math.fsum(v) / len(v) for m, v in seed_values.items()}
         stderr = {
@@ -495,9 +576,7 @@ class SweepRunner:
                 if all(math.isfinite(s[k]) for s in per_seed)
             }
             summary.update({f"{m}_stderr": stderr[m] for m in wanted})
-            sink = MetricBuffer(self.client, run_id)
-            sink(summary, step=0)
-            sink.flush()
+            self.tracker.log_metrics(run_id, summary)
         values = [means[o.metric] for o in self.config.objectives]
         extra: dict[str, Any] = {ATTR_SEED_VALUES: seed_values, ATTR_STDERR: stderr}
         if self.config.constraints:
@@ -539,7 +618,7 @@ class SweepRunner:
             raise TrialError("killed", f"the run was killed by {name}")
         if code != 0:
             raise TrialError("exit_code", f"exit status {code}: {_last_line(log_path)}")
-        return self.backend.collect(request, self.client)
+        return self.backend.collect(request, self.tracker)
 
     def _wait(self, process: subprocess.Popen[bytes], deadline: float) -> int:
         while True:
@@ -558,7 +637,7 @@ class SweepRunner:
 
     def _attach_log(self, run_id: str, log_path: Path) -> None:
         try:
-            self.client.log_artifact(run_id, str(log_path), artifact_path="logs")
+            self.tracker.log_artifact(run_id, log_path, artifact_path="logs")
         except Exception:  # the log is a convenience; losing it must not fail the trial
             log.warning("could not attach %s to run %s", log_path, run_id, exc_info=True)
 
@@ -603,9 +682,9 @@ class SweepRunner:
         # KILLED: the user stopped it; FAILED: it broke, or the process running it died.
         status = "KILLED" if failure.code == "interrupted" else "FAILED"
         try:
-            self.client.set_tag(run_id, "bao.failure_reason", str(failure)[:5000])
-            self.client.set_terminated(run_id, status=status)
-        except Exception:
+            self.tracker.set_tag(run_id, "bao.failure_reason", str(failure)[:5000])
+            self.tracker.set_terminated(run_id, status=status)
+        except Exception:  # MLflow refused it (not an outage: those are kept and retried)
             log.warning("could not close MLflow run %s", run_id, exc_info=True)
 
     def _enqueue_retry(self, number: int, params: dict[str, Any], attrs: dict[str, Any]) -> None:
@@ -641,10 +720,18 @@ class SweepRunner:
             run_id = frozen.user_attrs.get(ATTR_RUN_ID)
             if run_id:
                 self._close_run(str(run_id), failure)
-                for child in self.client.search_runs(
-                    [self.experiment_id],
-                    filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'",
-                ):
+                children: list[Any]
+                try:
+                    children = self.tracker.call(
+                        "the seed runs of a stale trial",
+                        self.client.search_runs,
+                        [self.experiment_id],
+                        filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'",
+                    )
+                except TrackingUnavailableError:
+                    log.warning("seed runs of trial %d left open: MLflow is away", frozen.number)
+                    children = []
+                for child in children:
                     if child.info.status == "RUNNING":
                         self._close_run(child.info.run_id, failure)
 
@@ -652,17 +739,7 @@ class SweepRunner:
         owner = frozen.system_attrs.get(OWNER_KEY) or {}
         if owner.get("token") == self.owner["token"]:
             return None
-        alive = _owner_alive(owner) if owner else None
-        where = f"{owner.get('host')}:{owner.get('pid')}" if owner else "an unknown process"
-        if alive is False:
-            return f"its process {where} is gone"
-        start = frozen.datetime_start.timestamp() if frozen.datetime_start else now
-        beat = float(frozen.system_attrs.get(HEARTBEAT_KEY, start))
-        if alive is None and now - beat > self.config.lease:
-            return (
-                f"no heartbeat from {where} for {now - beat:.0f} s (lease {self.config.lease:g} s)"
-            )
-        return None
+        return stale_reason(frozen, now, self.config.lease)
 
     def _heartbeat_loop(self) -> None:
         # Beats go on while a stop is under way: the runs are still being closed.
@@ -711,7 +788,6 @@ class SweepRunner:
 
     def _finish(self, *, aborted: bool = False) -> None:
         import json
-        import tempfile
 
         counts = self.study.counts()
         done = counts["COMPLETE"] >= self.n_trials
@@ -723,24 +799,32 @@ class SweepRunner:
             "driver": state,
             "pareto_trials": [t.number for t in self._front()],
         }
+        parent = self.parent_run_id
         try:
-            for key in ("COMPLETE", "FAIL"):
-                metric = f"sweep/{key.lower()}"
-                self.client.log_metric(self.parent_run_id, metric, float(counts[key]))
-            self.client.set_tag(self.parent_run_id, "bao.driver_state", json.dumps(state))
-            with tempfile.TemporaryDirectory() as folder:
-                path = Path(folder) / "summary.json"
-                path.write_text(json.dumps(summary, indent=2))
-                self.client.log_artifact(self.parent_run_id, str(path))
+            counted = {f"sweep/{key.lower()}": float(counts[key]) for key in ("COMPLETE", "FAIL")}
+            self.tracker.log_metrics(parent, counted)
+            self.tracker.set_tag(parent, "bao.driver_state", json.dumps(state))
+            # In the sweep's folder, not a temporary one: an outage replays it from there.
+            path = self.folder / "summary.json"
+            write_atomically(path, json.dumps(summary, indent=2))
+            self.tracker.log_artifact(parent, path)
             if done:
-                self.client.set_terminated(self.parent_run_id, status="FINISHED")
+                self.tracker.set_terminated(parent, status="FINISHED")
             elif self.leader and aborted:
-                self.client.set_tag(self.parent_run_id, "bao.failure_reason", "too many failures")
-                self.client.set_terminated(self.parent_run_id, status="FAILED")
+                self.tracker.set_tag(parent, "bao.failure_reason", "too many failures")
+                self.tracker.set_terminated(parent, status="FAILED")
             elif self.leader and self.stop_event.is_set():
-                self.client.set_terminated(self.parent_run_id, status="KILLED")
-        except Exception:
+                self.tracker.set_terminated(parent, status="KILLED")
+        except Exception:  # MLflow refused a write (outages are kept in the outbox)
             log.warning("could not write the sweep summary to MLflow", exc_info=True)
+        left = self.tracker.replay()
+        if left:
+            log.warning(
+                "%d MLflow write(s) wait in %s; the next sweep or worker of %r writes them",
+                left,
+                self.tracker.outbox,
+                self.config.name,
+            )
 
     def _result(self) -> SweepResult:
         counts = self.study.counts()

@@ -23,8 +23,16 @@ def _number(value: float) -> float | None:
 
 
 def status_document(loaded: LoadedSweep, study: SweepStudy) -> dict[str, Any]:
+    """The sweep's trials as JSON. A RUNNING trial whose process died is marked ``stale``
+    with the reason (it stays RUNNING in the storage until a sweep or worker retries it)."""
+    import time
+
+    from sweep.runner import stale_reason
+
     trials = study.trials()
     counts = study.counts()
+    now = time.time()
+    lease = loaded.config.lease
     n_trials = int(study.study.user_attrs.get(N_TRIALS_ATTR, loaded.config.driver.n_trials))
     return {
         "sweep": loaded.config.name,
@@ -40,6 +48,7 @@ def status_document(loaded: LoadedSweep, study: SweepStudy) -> dict[str, Any]:
                 "values": [_number(v) for v in trial.values] if trial.values else None,
                 "mlflow_run_id": trial.user_attrs.get(ATTR_RUN_ID),
                 "retry_of": trial.user_attrs.get(ATTR_RETRY_OF),
+                "stale": stale_reason(trial, now, lease) if trial.state.name == "RUNNING" else None,
             }
             for trial in trials
         ],

@@ -41,6 +41,22 @@ SQLITE_TIMEOUT_S = 60
 
 
 def sweep_dir(workspace: Path, name: str) -> Path:
+    """``<workspace>/sweeps/<name>``; ``name`` must be a sweep name, not a path.
+
+    Names also arrive from the command line (``status NAME``) and the dashboard's URL, where
+    ``../x`` or ``/abs`` would otherwise read (and the analysis cache write) outside the
+    workspace; configs are held to the same pattern when they are loaded.
+    """
+    from bao.paths import safe_component
+    from sweep.config import SWEEP_NAME_PATTERN
+
+    safe_component(
+        name,
+        what="sweep name",
+        pattern=SWEEP_NAME_PATTERN,
+        fix="a sweep is named by its config's `name` (letters, digits, '.', '_', '-'; "
+        "no '/' or '..'); bao-pareto status lists the sweeps of a workspace",
+    )
     return workspace / "sweeps" / name
 
 
@@ -66,6 +82,7 @@ def open_storage(url: str) -> BaseStorage:
             path = Path(url.removeprefix("journal:"))
             path.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(path)))
+        url = _with_installed_driver(url)
         engine_kwargs: dict[str, Any] = {}
         if url.startswith("sqlite:"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -76,13 +93,29 @@ def open_storage(url: str) -> BaseStorage:
     except (ImportError, ValueError, OSError) as error:
         raise ConfigError(
             f"cannot open the Optuna storage {url!r} ({error})",
-            fix="check the storage URL and that its database driver is installed",
+            fix="check the storage URL and that its database driver is installed "
+            "(PostgreSQL: pip install 'bao-pareto[postgres]')",
         ) from None
     except Exception as error:  # SQLAlchemy's OperationalError and friends
         raise ConfigError(
             f"cannot open the Optuna storage {url!r} ({first_line(error)})",
             fix="check that the database server is up and the URL's credentials",
         ) from None
+
+
+def _with_installed_driver(url: str) -> str:
+    """``postgresql://`` with the PostgreSQL driver that is installed.
+
+    SQLAlchemy 2.1 reads a bare ``postgresql://`` as psycopg 3; the project's ``postgres``
+    extra installs psycopg2, so without psycopg 3 the URL is given psycopg2 explicitly.
+    """
+    import importlib.util
+
+    if not url.startswith("postgresql://"):
+        return url
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
 
 
 @dataclass

@@ -156,9 +156,27 @@ class SimConfig(_Section):
     eval: EvalSettings = EvalSettings()
 
     @model_validator(mode="after")
-    def _check_min_turns(self) -> SimConfig:
+    def _check(self) -> SimConfig:
         check_min_turns(self.shaping, self.env)
+        if self.tasks.train_path is None:
+            # Loaded task files are counted when they are read (task_count_problem).
+            problem = task_count_problem(self, self.tasks.n_train, "tasks.n_train")
+            if problem:
+                raise ValueError(problem)
         return self
+
+
+def task_count_problem(config: SimConfig, n_tasks: int, source: str) -> str | None:
+    """Why ``n_tasks`` training tasks are too few for ``config`` (None when they are not):
+    each iteration samples ``trainer.tasks_per_iteration`` distinct tasks, and fewer would
+    fail in the middle of training, after its MLflow run was opened."""
+    needed = config.trainer.tasks_per_iteration
+    if config.trainer.iterations > 0 and n_tasks < needed:
+        return (
+            f"trainer.tasks_per_iteration ({needed}) exceeds the {n_tasks} training tasks of "
+            f"{source}: each iteration samples that many distinct tasks"
+        )
+    return None
 
 
 def check_min_turns(shaping: ShapingSettings, env: EnvSettings) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bao.metrics import summarize
+from bao.paths import safe_component
 from bao.verl.config import VerlConfig
 from bao.verl.launch import (
     DataPlan,
@@ -84,7 +85,15 @@ def prepare(
 
 def run_folder(config: VerlConfig, workspace: Path, run_id: str) -> RunFolder:
     """``<workdir>/<run id>``, where workdir defaults to ``<workspace>/verl``: a run never
-    shares its folder (checkpoints, validation dumps) with another."""
+    shares its folder (checkpoints, validation dumps) with another.
+
+    The id comes from MLflow or, under a sweep, from ``$MLFLOW_RUN_ID``: one with a ``/``
+    or ``..`` (or an absolute one, which would replace the workdir) is refused."""
+    safe_component(
+        run_id,
+        what="MLflow run id",
+        fix="run ids are MLflow's hexadecimal ids; check $MLFLOW_RUN_ID",
+    )
     return RunFolder((config.workdir or workspace / "verl") / run_id)
 
 

@@ -2,7 +2,10 @@
 
 Objectives of a two-variable problem with a known front (f1 = x, f2 = 1 - sqrt(x) + y) and a
 constraint metric g = y; ``--mode`` picks a behaviour: ok, fail (exit 3), hang, nan,
-no-metrics, not-json, flaky (fails the first attempt of each trial, then works).
+no-metrics, not-json, flaky (fails the first attempt of each trial, then works), slow (2 s),
+fill (writes a $FAKE_TRAIN_FILL_MB checkpoint first),
+hang-once (the first run hangs, every later one works), and MODE-poisoned (the
+first parameter set it sees behaves as MODE on every attempt, every other one is ok).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,6 +28,18 @@ def main() -> int:
     print(f"training x={x} y={y} seed={seed}", flush=True)
     state = Path(args.state)
     state.mkdir(parents=True, exist_ok=True)
+    if args.mode.endswith("-poisoned"):
+        poisoned = state / "poisoned"
+        if not poisoned.exists():
+            poisoned.write_text(f"{x} {y}")
+        args.mode = args.mode.removesuffix("-poisoned")
+        if poisoned.read_text() != f"{x} {y}":
+            args.mode = "ok"
+    if args.mode == "hang-once":
+        marker = state / "hung"
+        if not marker.exists():
+            marker.touch()
+            time.sleep(3600)
     if args.mode == "fail":
         print("CUDA error: out of memory (simulated)", file=sys.stderr)
         return 3
@@ -36,7 +52,10 @@ def main() -> int:
             print("first attempt crashes (simulated)", file=sys.stderr)
             return 1
     if args.mode == "slow":
-        time.sleep(2.0)
+        time.sleep(float(os.environ.get("FAKE_TRAIN_SECONDS", "2")))
+    if args.mode == "fill":  # a checkpoint that takes most of a small disk
+        size = int(float(os.environ["FAKE_TRAIN_FILL_MB"]) * 2**20)
+        (Path(args.out).parent / "checkpoint.bin").write_bytes(b"\0" * size)
     if args.mode == "no-metrics":
         return 0
     out = Path(args.out)

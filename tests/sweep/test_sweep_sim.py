@@ -1,9 +1,8 @@
-"""Whole sweeps on the simulator backend: every driver, kill and resume, several workers."""
+"""Whole sweeps on the simulator backend: every driver, kill and resume."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -154,37 +153,6 @@ def test_sigterm_stops_the_running_trial_and_closes_its_records(
     status = json.loads(capsys.readouterr().out)
     assert status["complete"] == 2
     assert_status_matches_mlflow(status, workspace)
-
-
-@pytest.mark.parametrize("storage", ["journal", "sqlite"])
-def test_three_workers_share_one_storage(
-    storage: str,
-    sim_sweep: WriteConfig,
-    workspace: Path,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    url = (
-        f"journal:{tmp_path / 'shared' / 'journal.log'}"
-        if storage == "journal"
-        else f"sqlite:///{tmp_path / 'shared' / 'optuna.db'}"
-    )
-    config = sim_sweep(driver={"algorithm": "tpe", "n_trials": 6}, storage=url)
-    env = {**os.environ, "BAO_PARETO_HOME": str(workspace)}
-    workers = [_popen("worker", str(config), env=env) for _ in range(3)]
-    errors = [w.communicate(timeout=600)[1].decode() for w in workers]
-    assert [w.returncode for w in workers] == [0, 0, 0], errors
-    status = status_json(capsys, "tiny", workspace)
-    assert status["complete"] == 6
-    assert status["running"] == 0
-    numbers = [t["number"] for t in status["trials"]]
-    assert len(numbers) == len(set(numbers))
-    run_ids = [t["mlflow_run_id"] for t in status["trials"] if t["mlflow_run_id"]]
-    assert len(run_ids) == len(set(run_ids))
-    assert_status_matches_mlflow(status, workspace)
-    # The three workers agreed on one sweep run in MLflow.
-    runs = mlflow_runs(workspace, "tiny")
-    assert [r.data.tags.get("bao.role") for r in runs.values()].count("sweep") == 1
 
 
 def test_the_command_example_config_runs(
