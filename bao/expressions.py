@@ -127,7 +127,7 @@ class _Parser:
             if token[1] == "." and after_operand:
                 raise self._fail(
                     f"attribute access at character {token[2]}",
-                    "rules have no attributes or methods; use only a, b, c, d, integers, "
+                    "rules have no attributes or methods, only a, b, c, d, integers, "
                     "+ - * / ** and parentheses",
                 )
             if token[1] == ".":
