@@ -121,9 +121,9 @@ def _load(args: argparse.Namespace) -> SweepData:
 
     name = args.sweep
     if name.endswith((".yaml", ".yml")) and Path(name).is_file():
-        from sweep.config import load_sweep_config
+        from sweep.config import sweep_name_of
 
-        name = load_sweep_config(name).config.name
+        name = sweep_name_of(name)
     # Reading a sweep creates nothing: a workspace that is not there holds no sweep, and
     # load_sweep says so (with the sweeps it knows) without the folder being made.
     workspace = workspace_path(args.workspace).resolve()

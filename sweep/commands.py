@@ -263,9 +263,9 @@ def _status(args: argparse.Namespace) -> int:
 
     name = args.sweep
     if name.endswith((".yaml", ".yml")) and Path(name).is_file():
-        from sweep.config import load_sweep_config
+        from sweep.config import sweep_name_of
 
-        name = load_sweep_config(name).config.name
+        name = sweep_name_of(name)
     # Read-only: a mistyped workspace or sweep name must not create a folder.
     workspace = workspace_path(args.workspace).resolve()
     loaded, study = open_existing(workspace, name)

@@ -357,6 +357,20 @@ class SweepConfig(_Model):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def sweep_name_of(path: str | Path) -> str:
+    """The ``name`` of a sweep config, read without checking the rest: ``status``, ``front``
+    and ``select`` accept a config in place of a name, from any directory, even after the
+    task files it names have moved."""
+    data = read_yaml(path)
+    name = data.get("name")
+    if not isinstance(name, str) or not re.fullmatch(SWEEP_NAME_PATTERN, name):
+        raise ConfigError(
+            f"{path}: key 'name' must be a sweep name (got {name!r})",
+            fix="give the sweep's name, or the config it was started with",
+        )
+    return name
+
+
 def _param_from(spec: Mapping[str, Any]) -> FloatParam | IntParam | CategoricalParam:
     if spec["type"] == "float":
         return FloatParam.model_validate(spec)

@@ -234,6 +234,8 @@ class SweepRunner:
 
     def prepare(self) -> None:
         """Opens (or creates) the study, the manifest and the sweep's MLflow run."""
+        from filelock import Timeout
+
         from bao.tracking import experiment_id, mlflow_client, tracking_uri, workspace_lock
 
         with workspace_lock(self.workspace):  # concurrent starters create tables once
@@ -262,18 +264,19 @@ class SweepRunner:
             self.experiment_id = self.tracker.call(
                 "the experiment", experiment_id, self.client, self.config.name, self.workspace
             )
+            # Writes an earlier process of this sweep kept through an outage go first (an
+            # old KILLED must not land on the sweep's run after it is set RUNNING again).
+            self.tracker.replay()
             # Workers starting together on one machine agree on one sweep run under a lock
             # (MLflow stamps a run's start before it is stored, so "the earliest" alone can
             # split them); across machines the earliest-run rule is all there is.
-            with workspace_lock(self.workspace, "sweep-run"):
+            with workspace_lock(self.workspace, f"sweep-run-{self.config.name}"):
                 self.parent_run_id = self.tracker.call("the sweep's run", self._parent_run)
-        except TrackingUnavailableError as error:
+        except (TrackingUnavailableError, Timeout) as error:
             raise BaoError(
                 f"cannot start sweep {self.config.name!r}: {error}",
                 fix=f"start the MLflow tracking server or check tracking_uri ({self.tracking_uri})",
             ) from None
-        # Writes an earlier process of this sweep kept through an outage go first.
-        self.tracker.replay()
 
     def _parent_run(self) -> str:
         """The sweep's MLflow run; concurrent starters agree on the earliest one."""
@@ -353,7 +356,11 @@ class SweepRunner:
                     break
                 counts = self.study.counts()
                 self._check_failures(counts)
-                ready = self._ready_for_trials()
+                # Disk and MLflow are checked only when a trial is about to be claimed: a
+                # running trial is never stopped by a check meant for the next one.
+                ready = False
+                if len(active) < self.jobs and counts["COMPLETE"] < self.n_trials:
+                    ready = self._ready_for_trials()
                 while ready and len(active) < self.jobs and not self.stop_event.is_set():
                     trial = self._claim()
                     if trial is None:
@@ -431,6 +438,10 @@ class SweepRunner:
         hopeless = counts["COMPLETE"] == 0 and failed >= 2 * (self.config.max_retries + 1)
         if failed >= limit or hopeless:
             reasons = failure_reasons(self.study)
+            # An MLflow outage is not the trials' fault: those attempts do not count.
+            failed -= sum(reason.startswith("tracking:") for reason in reasons.values())
+            hopeless = counts["COMPLETE"] == 0 and failed >= 2 * (self.config.max_retries + 1)
+        if failed >= limit or hopeless:
             last = reasons[max(reasons)] if reasons else "?"
             self.stop()
             raise SweepAbortedError(
@@ -464,9 +475,6 @@ class SweepRunner:
             ):
                 trial.set_constraint(str(constraint), violation)  # what the samplers read
             self._tell(trial, values)
-            self.tracker.set_terminated(run_id, status="FINISHED")
-            self._durations.append(time.monotonic() - started)
-            self._emit(f"trial {number} complete")
         except TrialError as failure:
             self._fail(trial, attrs, run_id, failure)
         except TrackingUnavailableError as error:
@@ -474,6 +482,14 @@ class SweepRunner:
         except Exception as error:  # a bug or an outage must not take the sweep down
             log.exception("trial %d failed unexpectedly", number)
             self._fail(trial, attrs, run_id, TrialError("error", first_line(error)))
+        else:
+            # Complete in Optuna: from here on, MLflow trouble is logged, never a failure.
+            try:
+                self.tracker.set_terminated(run_id, status="FINISHED")
+            except Exception as error:
+                log.warning("trial %d: run %s not closed: %s", number, run_id, first_line(error))
+            self._durations.append(time.monotonic() - started)
+            self._emit(f"trial {number} complete")
         finally:
             with self._owned_lock:
                 self._owned.pop(number, None)
@@ -669,8 +685,9 @@ class SweepRunner:
                 self._close_run(run_id, failure)
             return
         # The retry is queued before the attempt is marked failed, so a pymoo generation
-        # never looks finished in between.
-        self._enqueue_retry(trial.number, dict(trial.params), attrs)
+        # never looks finished in between. An MLflow outage does not use up an attempt.
+        counted = failure.code != "tracking"
+        self._enqueue_retry(trial.number, dict(trial.params), attrs, counted=counted)
         trial.set_user_attr(ATTR_REASON, reason)
         with contextlib.suppress(Exception):
             self.study.study.tell(trial, state=_state("FAIL"))
@@ -687,12 +704,14 @@ class SweepRunner:
         except Exception:  # MLflow refused it (not an outage: those are kept and retried)
             log.warning("could not close MLflow run %s", run_id, exc_info=True)
 
-    def _enqueue_retry(self, number: int, params: dict[str, Any], attrs: dict[str, Any]) -> None:
+    def _enqueue_retry(
+        self, number: int, params: dict[str, Any], attrs: dict[str, Any], *, counted: bool = True
+    ) -> None:
         attempt = int(attrs.get(ATTR_ATTEMPT, 1))
-        if attempt > self.config.max_retries:
+        if counted and attempt > self.config.max_retries:
             log.warning("trial %d: no retries left (%d attempts)", number, attempt)
             return
-        retry = {ATTR_ATTEMPT: attempt + 1, ATTR_RETRY_OF: number}
+        retry = {ATTR_ATTEMPT: attempt + int(counted), ATTR_RETRY_OF: number}
         for key in (ATTR_GENERATION, ATTR_INDEX):
             if key in attrs:
                 retry[key] = attrs[key]
@@ -800,6 +819,7 @@ class SweepRunner:
             "pareto_trials": [t.number for t in self._front()],
         }
         parent = self.parent_run_id
+        self.tracker.replay()  # the sweep's own earlier writes land before its end
         try:
             counted = {f"sweep/{key.lower()}": float(counts[key]) for key in ("COMPLETE", "FAIL")}
             self.tracker.log_metrics(parent, counted)
@@ -815,8 +835,8 @@ class SweepRunner:
                 self.tracker.set_terminated(parent, status="FAILED")
             elif self.leader and self.stop_event.is_set():
                 self.tracker.set_terminated(parent, status="KILLED")
-        except Exception:  # MLflow refused a write (outages are kept in the outbox)
-            log.warning("could not write the sweep summary to MLflow", exc_info=True)
+        except Exception as error:  # MLflow refused a write, or the disk is full
+            log.warning("could not write the sweep summary to MLflow: %s", first_line(error))
         left = self.tracker.replay()
         if left:
             log.warning(

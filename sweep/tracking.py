@@ -44,6 +44,10 @@ T = TypeVar("T")
 OUTBOX = "mlflow-outbox.jsonl"
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
+REPLAY_EVERY_S = 5.0
+"""While writes wait, MLflow is tried again this often (each try may itself take minutes:
+MLflow's HTTP client retries on its own)."""
+LOCK_TIMEOUT_S = 600.0
 # MLflow's codes for a request that is wrong, not for a store that is away: retrying these
 # cannot help.
 PERMANENT_ERROR_CODES = frozenset(
@@ -56,6 +60,13 @@ PERMANENT_ERROR_CODES = frozenset(
         "PERMISSION_DENIED",
         "UNAUTHENTICATED",
         "ENDPOINT_NOT_FOUND",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "RESOURCE_CONFLICT",
+        "NOT_IMPLEMENTED",
+        "CUSTOMER_UNAUTHORIZED",
+        "FEATURE_DISABLED",
+        "MALFORMED_REQUEST",
     }
 )
 
@@ -93,9 +104,9 @@ class Tracker:
         self.outbox = outbox
         self.patience = patience
         self._lock = threading.RLock()
-        self._pending = outbox.is_file() and outbox.stat().st_size > 0
         self.available = True
         self._down_since: float | None = None
+        self._last_replay = 0.0
 
     # ---------------------------------------------------------------------------- calls
 
@@ -159,8 +170,11 @@ class Tracker:
 
     @property
     def has_pending(self) -> bool:
-        """Whether writes of this process wait in the outbox (no file read)."""
-        return self._pending
+        """Whether writes (of any process of the sweep) wait in the outbox: one ``stat``."""
+        try:
+            return self.outbox.stat().st_size > 0
+        except FileNotFoundError:
+            return False
 
     @property
     def pending(self) -> int:
@@ -169,91 +183,125 @@ class Tracker:
             return len(self._read_outbox())
 
     def replay(self) -> int:
-        """Writes what the outbox holds, in order, until one fails; the number left."""
-        from filelock import FileLock
+        """Writes what the outbox holds, in order, until one fails; the number left.
+
+        Never raises: a lock held too long or a disk error leaves the outbox for later.
+        """
+        from filelock import Timeout
 
         with self._lock:
-            if not self._pending and not self.outbox.is_file():
+            self._last_replay = time.monotonic()
+            if not self.has_pending:
                 return 0
-            with FileLock(str(self.outbox) + ".lock", timeout=60):
-                records = self._read_outbox()
-                done = 0
-                for record in records:
-                    try:
-                        self._apply(record)
-                    except Exception as error:
-                        if is_transient(error):  # still away: the rest waits behind it
-                            self._mark_down("replay", error)
-                            break
-                        # Refused for good (the run was deleted meanwhile, a value MLflow
-                        # rejects): kept, it would hold every later write back forever.
-                        log.error("dropping MLflow write %s: %s", record, first_line(error))
-                    done += 1
-                left = records[done:]
-                if done:
-                    self._rewrite(left)
-                    log.info("wrote %d kept MLflow write(s); %d left", done, len(left))
-                self._pending = bool(left)
-                if not left:
-                    self._mark_up()
-                return len(left)
+            try:
+                with self._file_lock():
+                    return self._replay_locked()
+            except (Timeout, OSError) as error:
+                log.warning("MLflow outbox %s not replayed now: %s", self.outbox, error)
+                return max(1, self.pending)
+
+    def _file_lock(self) -> Any:
+        from filelock import FileLock
+
+        return FileLock(str(self.outbox) + ".lock", timeout=LOCK_TIMEOUT_S)
+
+    def _replay_locked(self) -> int:
+        """Replays under the file lock (held by the caller); the number left."""
+        records, torn = self._read_outbox_checked()
+        done = 0
+        for record in records:
+            try:
+                self._apply(record)
+            except Exception as error:
+                if is_transient(error):  # still away: the rest waits behind it
+                    self._mark_down("replay", error)
+                    break
+                # Refused for good (the run was deleted meanwhile, a value MLflow
+                # rejects): kept, it would hold every later write back forever.
+                log.error("dropping MLflow write %s: %s", record, first_line(error))
+            done += 1
+        left = records[done:]
+        if done or torn:
+            self._rewrite(left)
+            log.info("wrote %d kept MLflow write(s); %d left", done, len(left))
+        if not left:
+            self._mark_up()
+        return len(left)
 
     def probe(self) -> bool:
-        """Whether MLflow answers now (replays the outbox first when it holds anything)."""
+        """Whether MLflow answers now, replaying the outbox first when it holds anything.
+
+        Tried at most every ``REPLAY_EVERY_S`` seconds while MLflow is away; never raises.
+        """
+        if self.available and not self.has_pending:
+            return True
+        if time.monotonic() - self._last_replay < REPLAY_EVERY_S:
+            return False
         if self.replay():
             return False
         if self.available:
             return True
-        if not self._answers():
+        try:
+            self.client.search_experiments(max_results=1)
+        except Exception as error:
+            self._mark_down("a probe", error)
             return False
         self._mark_up()
         return True
 
-    def _answers(self) -> bool:
-        try:
-            self.client.search_experiments(max_results=1)
-        except Exception as error:
-            if not is_transient(error):
-                raise
-            return False
-        return True
-
     def _write(self, record: dict[str, Any]) -> None:
-        with self._lock:
-            # Behind earlier writes that wait: a run's end never lands before its metrics.
-            if self._pending and self.replay():
-                self._keep(record)
+        # Behind writes that wait (this process's or another's): a run's end never lands
+        # before its metrics. While MLflow is known to be away, no attempt is made here at
+        # all; probe() replays the outbox on the runner's loop.
+        if not self.available or self.has_pending:
+            self._keep(record)
+            return
+        try:
+            self.call(str(record["op"]), self._apply, record)
+        except Exception as error:  # kept, whatever the failure: a write is never dropped
+            if not isinstance(error, TrackingUnavailableError) and not is_transient(error):
+                log.error("MLflow refused %s: %s", record["op"], first_line(error))
                 return
-            try:
-                self.call(str(record["op"]), self._apply, record)
-            except TrackingUnavailableError:
-                self._keep(record)
+            self._keep(record)
 
     def _keep(self, record: dict[str, Any]) -> None:
         line = json.dumps(record) + "\n"
-        with self.outbox.open("a", encoding="utf-8") as handle:
-            handle.write(line)
+        first = not self.has_pending
+        with self._lock, self._file_lock(), self.outbox.open("a+b") as handle:
+            # A line cut short by a crash or a full disk must not swallow this one.
+            handle.seek(0, os.SEEK_END)
+            if handle.tell():
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    line = "\n" + line
+            handle.write(line.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
-        if not self._pending:
+        if first:
             log.warning(
                 "MLflow is unreachable: its writes are kept in %s and written when it answers",
                 self.outbox,
             )
-        self._pending = True
 
     def _read_outbox(self) -> list[dict[str, Any]]:
+        return self._read_outbox_checked()[0]
+
+    def _read_outbox_checked(self) -> tuple[list[dict[str, Any]], bool]:
+        """The records, and whether a torn line was skipped."""
         try:
-            lines = self.outbox.read_text(encoding="utf-8").splitlines()
+            lines = self.outbox.read_text(encoding="utf-8", errors="replace").splitlines()
         except FileNotFoundError:
-            return []
-        records = []
+            return [], False
+        records, torn = [], False
         for line in lines:
+            if not line.strip():
+                continue
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:  # the tail of a write cut by a crash
                 log.warning("skipping a torn line of %s: %r", self.outbox, line[:200])
-        return records
+                torn = True
+        return records, torn
 
     def _rewrite(self, records: list[dict[str, Any]]) -> None:
         from sweep.storage import write_atomically

@@ -278,7 +278,12 @@ def _select_on_broken_config(folder: Path) -> list[str]:
 
 
 def _status_on_bad_config(folder: Path) -> list[str]:
+    # status reads only the config's name: the sweep it names was never run here.
     return ["status", str(sweep_config(folder, objectivs=[]))]
+
+
+def _status_on_nameless_config(folder: Path) -> list[str]:
+    return ["status", str(sweep_config(folder, name="../../etc"))]
 
 
 def _worker_with_inverted_int_range(folder: Path) -> list[str]:
@@ -430,11 +435,12 @@ CASES = [
         ("train", "trainer.tasks_per_iteration (16)", "tasks.n_train"),
         "fix the values it names",
     ),
+    Case("status-unknown-sweep", _status_on_bad_config, ("no sweep named 'bad'",), "sweep"),
     Case(
-        "status-bad-config-file",
-        _status_on_bad_config,
-        ("'objectivs'",),
-        "allowed keys",
+        "status-config-with-a-path-for-name",
+        _status_on_nameless_config,
+        ("sweep.yaml", "key 'name'", "../../etc"),
+        "give the sweep's name",
     ),
     Case("select-broken-yaml", _select_on_broken_config, ("sweep.yaml", "line"), "fix the YAML"),
     # ---- training configs (simulator, and verl through --dry-run)

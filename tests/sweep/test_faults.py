@@ -493,9 +493,14 @@ def test_a_disk_that_fills_during_the_sweep_stops_it_before_the_next_trial(
 ) -> None:
     config = command_sweep("fill", min_free_disk_mb=24)
     with _tmpfs(tmp_path / "disk", "64m") as disk:
-        workspace = disk / "ws"
-        # The first trial's checkpoint leaves less than min_free_disk_mb free.
+        # Each trial's checkpoint leaves less than min_free_disk_mb free.
         monkeypatch.setenv("FAKE_TRAIN_FILL_MB", "48")
+        # A sweep whose last trial is done has nothing left to check: it ends normally.
+        assert _sweep(config, disk / "one", "--n-trials", "1") == 0
+        capsys.readouterr()
+        for checkpoint in (disk / "one").rglob("checkpoint.bin"):
+            checkpoint.unlink()
+        workspace = disk / "ws"
         assert _sweep(config, workspace) == 2
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert "below min_free_disk_mb=24" in line

@@ -149,3 +149,44 @@ def test_a_torn_last_line_is_skipped(client: FlakyClient, tmp_path: Path) -> Non
     (tmp_path / OUTBOX).write_text(json.dumps(record) + "\n" + '{"op": "set_t')
     assert tracker(client, tmp_path).replay() == 0
     assert client.calls == [("set_tag", "r1", "k", "v")]
+
+
+def test_a_write_kept_during_another_process_replay_is_not_lost(
+    client: FlakyClient, tmp_path: Path
+) -> None:
+    import threading
+    import time
+
+    replaying = tracker(client, tmp_path)
+    client.outage = ConnectionRefusedError("refused")
+    replaying.set_tag("r1", "a", "1")
+    replaying.set_tag("r1", "b", "2")
+    client.outage = None
+    record = client._do
+
+    def slow(*call: Any) -> None:  # a replay that takes a while, as against a slow server
+        time.sleep(0.3)
+        record(*call)
+
+    client._do = slow  # type: ignore[method-assign]
+    other_client = FlakyClient()
+    other = tracker(other_client, tmp_path)  # a worker of the same sweep
+    thread = threading.Thread(target=replaying.replay)
+    thread.start()
+    time.sleep(0.1)
+    other.set_tag("r2", "c", "3")  # waits behind the replay, never tried on its own
+    thread.join()
+    assert client.calls == [("set_tag", "r1", "a", "1"), ("set_tag", "r1", "b", "2")]
+    assert other_client.calls == []
+    kept = [json.loads(line) for line in (tmp_path / OUTBOX).read_text().splitlines()]
+    assert [(r["run_id"], r["key"]) for r in kept] == [("r2", "c")]
+
+
+def test_a_write_after_a_torn_tail_keeps_its_own_line(client: FlakyClient, tmp_path: Path) -> None:
+    (tmp_path / OUTBOX).write_text('{"op": "set_t')  # cut short, no newline
+    sink = tracker(client, tmp_path)
+    sink.set_tag("r1", "k", "v")  # queued behind the (unreadable) waiting line
+    assert client.calls == []
+    assert sink.replay() == 0
+    assert client.calls == [("set_tag", "r1", "k", "v")]
+    assert not (tmp_path / OUTBOX).exists()
