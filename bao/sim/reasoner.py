@@ -24,6 +24,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -36,10 +37,23 @@ BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 
 
-def _same_values(a: FloatArray, b: FloatArray | float) -> BoolArray:
-    # Query results may be nan (e.g. inf - inf); a nan observation matches a nan prediction.
-    same: BoolArray = (a == b) | (np.isnan(a) & np.isnan(b))
-    return same
+ERROR_CODE = 0
+"""Observation code of a query error (``query_error``)."""
+NAN_CODE = 1
+"""Observation code of a ``nan`` result (e.g. ``inf - inf``): matches only ``nan``."""
+NO_MATCH_CODE = -1
+"""Code of an observed value that no function of the library produces."""
+
+
+def _column_codes(values: FloatArray) -> tuple[IntArray, FloatArray]:
+    """Integer codes of one column, equal exactly where the values are (``==``, so ``-0.0``
+    is ``0.0``; every ``nan`` the same): ``2 + rank`` among the distinct non-nan values,
+    :data:`NAN_CODE` for ``nan``. Returns the codes and the distinct values, sorted."""
+    finite = ~np.isnan(values)
+    distinct = np.unique(values[finite])
+    codes = np.full(values.shape, NAN_CODE, dtype=np.int64)
+    codes[finite] = 2 + np.searchsorted(distinct, values[finite])
+    return codes, distinct
 
 
 @dataclass(frozen=True)
@@ -64,6 +78,53 @@ class HypothesisLibrary:
     @property
     def size(self) -> int:
         return len(self.rules)
+
+    # Comparing observations as small integers instead of floats with nan and error masks
+    # makes the reasoner's filters one fancy index and one comparison each turn (they were
+    # the simulator's top hotspot; docs/benchmarks.md). Derived once per library.
+
+    @cached_property
+    def log_weights(self) -> FloatArray:
+        return np.log(self.weights)
+
+    @cached_property
+    def _probe_coding(self) -> tuple[IntArray, list[FloatArray]]:
+        codes = np.empty(self.probe_values.shape, dtype=np.int64)
+        distinct = []
+        for probe in range(self.probe_values.shape[1]):
+            codes[:, probe], values = _column_codes(self.probe_values[:, probe])
+            distinct.append(values)
+        codes[self.probe_errors] = ERROR_CODE
+        return codes, distinct
+
+    @property
+    def probe_codes(self) -> IntArray:
+        """What each function shows at each probe, as codes that are equal exactly where an
+        observation matches: an error only an error, a value only the same value (``nan``
+        included) without an error. Shape ``(n_functions, n_probes)``."""
+        return self._probe_coding[0]
+
+    def observation_code(self, probe: int, value: float | None) -> int:
+        """The code of a query result at ``probe`` (``None``: a query error)."""
+        if value is None:
+            return ERROR_CODE
+        if np.isnan(value):
+            return NAN_CODE
+        distinct = self._probe_coding[1][probe]
+        index = int(np.searchsorted(distinct, value))
+        if index < len(distinct) and distinct[index] == value:
+            return 2 + index
+        return NO_MATCH_CODE
+
+    @cached_property
+    def split_codes(self) -> IntArray:
+        """Codes of the values a query would tell apart (an error counts as ``inf``, every
+        ``nan`` as one value), for choosing the most informative probe."""
+        values = np.where(self.probe_errors, np.inf, self.probe_values)
+        codes = np.empty(values.shape, dtype=np.int64)
+        for probe in range(values.shape[1]):
+            codes[:, probe] = _column_codes(values[:, probe])[0]
+        return codes
 
     @classmethod
     def from_rules(cls, rules: Sequence[Node], probes: FloatArray) -> HypothesisLibrary:
@@ -122,6 +183,8 @@ class Reasoner:
         rng: draws the order in which candidates come to mind.
         max_turns: the episode's turn budget (bounds how many candidates are ever drawn).
         test_case: the task's test case, which may not be queried.
+        test_rounded: ``round4(test_values)``, when the caller keeps it per task (it is the
+            same for every episode of the task).
     """
 
     def __init__(
@@ -133,27 +196,30 @@ class Reasoner:
         rng: np.random.Generator,
         max_turns: int,
         test_case: Sequence[int],
+        test_rounded: FloatArray | None = None,
     ) -> None:
         self.library = library
         self.capacity = capacity
         self.test_values = test_values
-        self.test_rounded = round4(test_values)
+        self.test_rounded = round4(test_values) if test_rounded is None else test_rounded
         # Sampling without replacement by prior weight: the Gumbel-top-k trick, limited to the
         # candidates this episode can ever examine.
         budget = min(library.size, capacity * max_turns)
-        keys = np.log(library.weights) + rng.gumbel(size=library.size)
+        keys = library.log_weights + rng.gumbel(size=library.size)
         top = (
             np.argpartition(-keys, budget - 1)[:budget]
             if budget < library.size
             else np.arange(library.size)
         )
         self._queue: IntArray = top[np.argsort(-keys[top])]
+        # Which queued candidates are still consistent with every observation, kept up to
+        # date as observations arrive: examining a candidate is then a lookup.
+        self._queue_consistent: BoolArray = np.ones(len(self._queue), dtype=bool)
         self._cursor = 0
         self.pool: IntArray = np.empty(0, dtype=np.int64)
         self.observed_probes: list[int] = []
-        self._observed_values: list[float] = []  # nan for an error
-        self._observed_errors: list[bool] = []
         self.wrong_answers: list[float] = []
+        self._prediction: tuple[float | None, float] | None = None  # until the pool changes
         test_point = np.asarray(test_case, dtype=np.float64)
         self._forbidden = np.all(library.probes == test_point, axis=1)
 
@@ -163,33 +229,26 @@ class Reasoner:
         """Spends one turn's budget: examine up to ``capacity`` new candidates."""
         if self._cursor >= len(self._queue):
             return
-        candidates = self._queue[self._cursor : self._cursor + self.capacity]
+        window = slice(self._cursor, self._cursor + self.capacity)
+        candidates = self._queue[window]
         self._cursor += len(candidates)
-        consistent = candidates[self._consistent(candidates)]
+        consistent = candidates[self._queue_consistent[window]]
         room = self.capacity - len(self.pool)
         if room > 0 and len(consistent):
-            self.pool = np.concatenate([self.pool, consistent[:room]])
+            self._set_pool(np.concatenate([self.pool, consistent[:room]]))
 
-    def _consistent(self, candidates: IntArray) -> BoolArray:
-        keep = self._agree(candidates, start=0)
-        for wrong in self.wrong_answers:
-            keep &= ~self._predicts(candidates, wrong)
-        return keep
+    def _set_pool(self, pool: IntArray) -> None:
+        self.pool = pool
+        self._prediction = None
 
-    def _agree(self, candidates: IntArray, start: int) -> BoolArray:
-        """Which candidates reproduce the query observations from index ``start`` on.
+    def _agree(self, candidates: IntArray, probe: int, code: int) -> BoolArray:
+        """Which candidates show the observation ``code`` at ``probe``.
 
         An error matches only an error; a value only the same value (nan included) without
-        an error. New candidates are checked against all observations, the pool against each
-        new one: one rule for both, so they cannot drift apart.
+        an error (:attr:`HypothesisLibrary.probe_codes`). The pool and the queued candidates
+        are both filtered by this one rule, so they cannot drift apart.
         """
-        probes = np.asarray(self.observed_probes[start:], dtype=np.int64)
-        grid = np.ix_(candidates, probes)
-        errors = self.library.probe_errors[grid]
-        observed_errors = np.array(self._observed_errors[start:], dtype=bool)[None, :]
-        observed_values = np.array(self._observed_values[start:], dtype=np.float64)[None, :]
-        same = _same_values(self.library.probe_values[grid], observed_values)
-        agree: BoolArray = np.all(np.where(observed_errors, errors, ~errors & same), axis=1)
+        agree: BoolArray = self.library.probe_codes[candidates, probe] == code
         return agree
 
     def _predicts(self, candidates: IntArray, value: float) -> BoolArray:
@@ -200,15 +259,18 @@ class Reasoner:
 
     def observe_query(self, probe: int, value: float | None) -> None:
         """Records a query result (``None`` for ``query_error``) and filters the pool."""
+        code = self.library.observation_code(probe, value)
         self.observed_probes.append(probe)
-        self._observed_values.append(np.nan if value is None else value)
-        self._observed_errors.append(value is None)
-        self.pool = self.pool[self._agree(self.pool, start=len(self.observed_probes) - 1)]
+        self._set_pool(self.pool[self._agree(self.pool, probe, code)])
+        unseen = slice(self._cursor, None)
+        self._queue_consistent[unseen] &= self._agree(self._queue[unseen], probe, code)
 
     def observe_wrong_answer(self, value: float) -> None:
         """Drops every hypothesis that predicted ``value`` at the test case."""
         self.wrong_answers.append(value)
-        self.pool = self.pool[~self._predicts(self.pool, value)]
+        self._set_pool(self.pool[~self._predicts(self.pool, value)])
+        unseen = slice(self._cursor, None)
+        self._queue_consistent[unseen] &= ~self._predicts(self._queue[unseen], value)
 
     # ---------------------------------------------------------------- decisions
 
@@ -222,13 +284,17 @@ class Reasoner:
             return None
         if len(self.pool) < 2:
             return int(options[0])
-        values = self.library.probe_values[np.ix_(self.pool, options)]
-        values = np.where(self.library.probe_errors[np.ix_(self.pool, options)], np.inf, values)
-        distinct = [len(np.unique(values[:, j])) for j in range(len(options))]
+        shown = np.sort(self.library.split_codes[self.pool[:, None], options], axis=0)
+        distinct = 1 + np.count_nonzero(shown[1:] != shown[:-1], axis=0)
         return int(options[int(np.argmax(distinct))])
 
     def prediction(self) -> tuple[float | None, float]:
         """``(value, agreement)``: the pool's majority value at the test case and its share."""
+        if self._prediction is None:
+            self._prediction = self._majority()
+        return self._prediction
+
+    def _majority(self) -> tuple[float | None, float]:
         if not len(self.pool):
             return None, 0.0
         rounded = self.test_rounded[self.pool]

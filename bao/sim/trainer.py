@@ -19,6 +19,7 @@ The function logs through an optional ``log(metrics, step)`` callback and return
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import time
@@ -32,6 +33,7 @@ from torch.nn import functional
 
 from bao.advantage import turn_advantages
 from bao.envs.function_gym import FunctionGymEnv, format_action
+from bao.expressions import round4
 from bao.metrics import summarize
 from bao.shaping import ShapingCoefficients, shape_trajectory, shape_turn_rewards
 from bao.sim.config import SimConfig
@@ -70,6 +72,15 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------- episodes
+
+
+@dataclass(frozen=True)
+class TestCaseValues:
+    """Every hypothesis's value at one task's test case: exact (``nan`` on error), and
+    rounded as Function-Gym reports it (kept per task: every episode of the task needs it)."""
+
+    exact: np.ndarray
+    rounded: np.ndarray
 
 
 @dataclass
@@ -154,7 +165,7 @@ def play_episodes(
     groups: Sequence[int],
     *,
     library: HypothesisLibrary,
-    test_values: dict[str, np.ndarray],
+    test_values: dict[str, TestCaseValues],
     config: SimConfig,
     rng: np.random.Generator,
     generator: torch.Generator,
@@ -165,13 +176,15 @@ def play_episodes(
     for task, group in zip(tasks, groups, strict=True):
         env = FunctionGymEnv(task, max_turns=config.env.max_turns)
         env.reset()
+        values = test_values[task.id]
         reasoner = Reasoner(
             library,
-            test_values[task.id],
+            values.exact,
             capacity=config.reasoner.capacity,
             rng=rng,
             max_turns=config.env.max_turns,
             test_case=task.test_case,
+            test_rounded=values.rounded,
         )
         episodes.append(_Episode(task, group, env, reasoner, Trajectory(task.id)))
     active = episodes
@@ -279,7 +292,7 @@ def evaluate_policy(
     tasks: Sequence[FunctionTask],
     *,
     library: HypothesisLibrary,
-    test_values: dict[str, np.ndarray],
+    test_values: dict[str, TestCaseValues],
     config: SimConfig,
     seed: int,
 ) -> tuple[dict[str, float], list[Trajectory]]:
@@ -302,10 +315,25 @@ def evaluate_policy(
 
 def _test_value_table(
     library: HypothesisLibrary, tasks: Sequence[FunctionTask]
-) -> dict[str, np.ndarray]:
+) -> dict[str, TestCaseValues]:
     values, errors = library.test_values(np.array([task.test_case for task in tasks], dtype=float))
     values = np.where(errors, np.nan, values)
-    return {task.id: values[:, column].copy() for column, task in enumerate(tasks)}
+    rounded = round4(values)
+    return {
+        task.id: TestCaseValues(values[:, column].copy(), rounded[:, column].copy())
+        for column, task in enumerate(tasks)
+    }
+
+
+@functools.lru_cache(maxsize=2)
+def _prepared(
+    size: int, seed: int, n_probes: int, tasks: tuple[FunctionTask, ...]
+) -> tuple[HypothesisLibrary, dict[str, TestCaseValues]]:
+    """The hypothesis library and its test-value table, kept for the next run in this
+    process: runs in one process (benchmarks, ablations) share them, as they only depend on
+    the reasoner's library settings and the tasks. Neither is ever modified."""
+    library = HypothesisLibrary.build(size, seed, n_probes)
+    return library, _test_value_table(library, tasks)
 
 
 def train(
@@ -325,10 +353,12 @@ def train(
     generator = torch.Generator().manual_seed(config.seed)
 
     train_tasks, eval_tasks = tasks if tasks is not None else load_tasks(config)
-    library = HypothesisLibrary.build(
-        config.reasoner.library_size, config.reasoner.library_seed, config.reasoner.n_probes
+    library, test_values = _prepared(
+        config.reasoner.library_size,
+        config.reasoner.library_seed,
+        config.reasoner.n_probes,
+        (*train_tasks, *eval_tasks),
     )
-    test_values = _test_value_table(library, [*train_tasks, *eval_tasks])
     log.info(
         "%d training tasks, %d held-out tasks, %d distinct hypotheses",
         len(train_tasks),

@@ -197,6 +197,22 @@ def test_vectorised_evaluator_on_all_userrl_rules(userrl_functions_path: Path) -
                 assert_same_float(expected, float(values[i, j]))
 
 
+def test_power_equals_python_power_on_integer_operands() -> None:
+    # The vectorised power computes integral bases and exponents in integer arithmetic and
+    # everything else through Python: both must give Python's ``**`` bit for bit, across the
+    # boundary between the two (results near 2**50, exponents near 64, zero and signed bases).
+    bases = [*range(-40, 41), 2**25 - 1, 2**25, -(2**25), 10**7, -(10**7), 2**49, 2**50, 1e16]
+    exponents = [*range(0, 70), 100, 1e6]
+    grid = np.array([(b, e) for b in bases for e in exponents], dtype=float)
+    grid = np.vstack([grid, [(-0.0, 3.0), (0.0, 0.0), (-0.0, 0.0), (3.0, 0.5), (-2.0, -2.0)]])
+    values, errors = evaluate_many([parse_rule("a ** b")], np.pad(grid, ((0, 0), (0, 2))))
+    for (base, exponent), value, error in zip(grid.tolist(), values[0], errors[0], strict=True):
+        expected = scalar_or_error(parse_rule("a ** b"), [base, exponent, 0.0, 0.0])
+        assert error == (expected is None), (base, exponent)
+        if expected is not None:
+            assert_same_float(expected, float(value))
+
+
 # ------------------------------------------------------------------------------ round4
 
 _ties = st.builds(
