@@ -9,16 +9,17 @@ VENV        ?= .venv
 TORCH_SPEC  ?= torch==2.13.0
 PIP_FLAGS   ?= --disable-pip-version-check --quiet
 PYTEST_ARGS ?=
+BENCH_FLAGS ?=
 
 BIN := $(VENV)/bin
 
-.PHONY: help install install-dev demo test lint format bench clean
+.PHONY: help install install-dev demo test lint format bench bench-quick clean
 
 help:
 	@echo "make demo    set up .venv and run the quickstart sweep (simulator backend)"
 	@echo "make test    set up .venv with dev extras and run the test suite"
 	@echo "make lint    ruff (lint + format check) and mypy on the packages"
-	@echo "make bench   run the benchmarks in benchmarks/"
+	@echo "make bench   run the benchmarks in benchmarks/ (make bench-quick: a short run)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,9 +61,16 @@ format: install-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The four benchmarks of docs/benchmarks.md (about NN minutes on 2 cores; `make bench-quick`:
+# the same machinery at small sizes, under 10 minutes). Each prints its tables and writes
+# benchmarks/results/<name>.json (<name>.quick.json for the quick run).
+BENCHMARKS := bench_sweep_efficiency bench_simulator bench_overhead bench_scale
+
 bench: install-dev
-	$(BIN)/python benchmarks/bench_evaluator.py
-	$(BIN)/python benchmarks/bench_dashboard.py --trials 5000 --browser
+	@for name in $(BENCHMARKS); do $(BIN)/python benchmarks/$$name.py $(BENCH_FLAGS) || exit 1; done
+
+bench-quick:
+	$(MAKE) bench BENCH_FLAGS=--quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -338,10 +338,9 @@ def _exact_integer_power(x: FloatArray, y: FloatArray, both_finite: BoolArray) -
     """
     with np.errstate(all="ignore"):
         integral = both_finite & (x != 0.0) & (x == np.floor(x)) & (y == np.floor(y))
-        small: BoolArray = (y >= 0.0) & (y <= 64.0) & (
-            y * np.log2(np.maximum(np.abs(x), 1.0)) < 50.0
-        )
-    return integral & small
+        small = (y >= 0.0) & (y <= 64.0) & (y * np.log2(np.maximum(np.abs(x), 1.0)) < 50.0)
+    exact: BoolArray = integral & small
+    return exact
 
 
 def _apply_vector(op: int, x: FloatArray, y: FloatArray) -> tuple[FloatArray, BoolArray]:
