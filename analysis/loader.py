@@ -236,6 +236,7 @@ def _read_mlflow(workspace: Path, uri: str, experiment: str) -> RunTable:
                 rows.append(
                     {
                         "run_id": run.info.run_id,
+                        "artifact_uri": run.info.artifact_uri,
                         "parent_run_id": tags.get("mlflow.parentRunId"),
                         "seed": _int(tags.get("bao.seed")),
                         "eval_set_hash": tags.get("bao.eval_set_hash"),

@@ -162,3 +162,43 @@ def test_generated_library_covers_most_generated_tasks() -> None:
     values, errors = lib.test_values(np.array([t.test_case for t in tasks], dtype=float))
     covered = np.abs(np.where(errors, np.nan, values) - [t.expected_result for t in tasks]) <= 1e-6
     assert 0.3 < covered.any(axis=0).mean() < 1.0  # the truth is findable, not given
+
+
+INFINITE = (
+    "(a ** 300) * (b ** 300)",  # inf at [10, 4, 6, 2]: a product overflows without an error
+    "(a ** 300) * (b ** 300) - (c ** 300) * (d ** 300)",  # inf - inf: nan, not an error
+)
+
+
+def _float_rule(lib: HypothesisLibrary, probe: int, value: float | None) -> np.ndarray:
+    """The matching rule written with floats and masks (what the codes must reproduce)."""
+    errors = lib.probe_errors[:, probe]
+    values = lib.probe_values[:, probe]
+    if value is None:
+        return errors
+    same = (values == value) | (np.isnan(values) & math.isnan(value))
+    return ~errors & same
+
+
+def test_observation_codes_match_exactly_the_float_rule() -> None:
+    # Generated rules give every case at the probes: errors, nan and infinite results,
+    # -0.0 beside 0.0; observations are every shown value plus ones no function shows.
+    rules = [task.expression for task in generate_function_tasks(400, seed=5)]
+    rules += [parse_rule(r) for r in ("a / (b - b)", "(a - a) * (0 - 1)", "a ** 400 - b ** 400", *INFINITE)]
+    lib = HypothesisLibrary.from_rules(rules, PROBES)
+    for probe in range(len(PROBES)):
+        shown = {float(v) for v in lib.probe_values[:, probe]}
+        for value in [*shown, None, math.nan, -0.0, 0.0, 12345.6789, math.inf, -math.inf]:
+            matches = lib.probe_codes[:, probe] == lib.observation_code(probe, value)
+            np.testing.assert_array_equal(matches, _float_rule(lib, probe, value))
+
+
+def test_split_codes_count_the_distinct_predictions() -> None:
+    rules = [task.expression for task in generate_function_tasks(400, seed=6)]
+    lib = HypothesisLibrary.from_rules([*rules, *(parse_rule(r) for r in INFINITE)], PROBES)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        pool = rng.choice(lib.size, size=int(rng.integers(2, 40)), replace=False)
+        for probe in range(len(PROBES)):
+            values = np.where(lib.probe_errors[pool, probe], np.inf, lib.probe_values[pool, probe])
+            assert len(np.unique(lib.split_codes[pool, probe])) == len(np.unique(values))
