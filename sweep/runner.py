@@ -32,7 +32,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,6 +219,7 @@ class SweepRunner:
         self._owned: dict[int, int] = {}  # trial number -> trial id, for heartbeats
         self._owned_lock = threading.Lock()
         self._durations: list[float] = []
+        self._front_cache: tuple[int, list[FrozenTrial]] = (0, [])
         self._started = time.monotonic()
         self._last_event = ""
         self.driver: Driver = make_driver(self.config)
@@ -800,10 +801,15 @@ class SweepRunner:
         )
 
     def _front(self) -> list[FrozenTrial]:
-        """Optuna's Pareto front of the complete trials (feasible ones, with constraints)."""
-        if not any(t.state.name == "COMPLETE" for t in self.study.trials()):
-            return []
-        return sorted(self.study.study.best_trials, key=lambda t: t.number)
+        """The Pareto front of the complete trials, recomputed only when one has completed
+        (complete trials never change): progress is reported three times per trial."""
+        from optuna.trial import TrialState
+
+        complete = self.study.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if len(complete) != self._front_cache[0]:
+            directions = [objective.direction for objective in self.config.objectives]
+            self._front_cache = (len(complete), pareto_front_trials(complete, directions))
+        return self._front_cache[1]
 
     def _finish(self, *, aborted: bool = False) -> None:
         import json
@@ -857,6 +863,31 @@ class SweepRunner:
             storage_url=self.study.url,
             front=[(t.number, dict(t.params), list(t.values)) for t in self._front()],
         )
+
+
+def pareto_front_trials(
+    trials: Sequence[FrozenTrial], directions: Sequence[str]
+) -> list[FrozenTrial]:
+    """Optuna's ``best_trials`` of complete ``trials``, by trial number: the non-dominated
+    feasible ones (a trial is feasible when every constraint value is <= 0), duplicates of a
+    front point all kept. ``best_trials`` itself deep-copies every trial of the study, which
+    made the runner's progress reports its largest cost per trial (docs/benchmarks.md)."""
+    import moocore
+    import numpy as np
+
+    # Trial.set_constraint stores the values under this system attribute.
+    feasible = [t for t in trials if all(v <= 0 for v in t.system_attrs.get("constraints", ()))]
+    if not feasible:
+        return []
+    values = np.array([t.values for t in feasible], dtype=float)
+    keep = moocore.is_nondominated(
+        values, maximise=[d == "maximize" for d in directions], keep_weakly=True
+    )
+    return sorted((t for t, kept in zip(feasible, keep, strict=True) if kept), key=_number)
+
+
+def _number(trial: FrozenTrial) -> int:
+    return trial.number
 
 
 def _state(name: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,27 @@ def test_an_exhausted_grid_completes_its_last_trial(
         run = runs[trial["mlflow_run_id"]]
         assert run.info.status == "FINISHED"
         assert "bao.failure_reason" not in run.data.tags
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_the_runners_front_is_optunas_best_trials(constrained: bool) -> None:
+    import optuna
+
+    from sweep.runner import pareto_front_trials
+
+    directions = ["maximize", "minimize"]
+    study = optuna.create_study(directions=directions)
+    rng = random.Random(3)
+    for index in range(300):
+        trial = study.ask()
+        # Few distinct values: ties and duplicated front points are common.
+        values = [rng.randint(0, 12) / 12, rng.randint(0, 12) / 12]
+        if constrained:
+            trial.set_constraint("eval/user_involvement_rate <= 0.5", values[1] - 0.5)
+        study.tell(trial, values)
+        if index % 7 == 0:
+            study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    expected = sorted(t.number for t in study.best_trials)
+    assert [t.number for t in pareto_front_trials(complete, directions)] == expected
+    assert len(expected) > 1
