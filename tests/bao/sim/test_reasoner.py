@@ -184,7 +184,10 @@ def test_observation_codes_match_exactly_the_float_rule() -> None:
     # Generated rules give every case at the probes: errors, nan and infinite results,
     # -0.0 beside 0.0; observations are every shown value plus ones no function shows.
     rules = [task.expression for task in generate_function_tasks(400, seed=5)]
-    rules += [parse_rule(r) for r in ("a / (b - b)", "(a - a) * (0 - 1)", "a ** 400 - b ** 400", *INFINITE)]
+    rules += [
+        parse_rule(r)
+        for r in ("a / (b - b)", "(a - a) * (0 - 1)", "a ** 400 - b ** 400", *INFINITE)
+    ]
     lib = HypothesisLibrary.from_rules(rules, PROBES)
     for probe in range(len(PROBES)):
         shown = {float(v) for v in lib.probe_values[:, probe]}
