@@ -184,7 +184,9 @@ def test_after_sigkill_status_marks_the_dead_trial_stale_and_its_command_is_gone
     sweep = _popen_sweep(config, workspace)
     killed = _running_trial(workspace, "cmd")
     state = str(config.parent / "state")
-    _wait_until(lambda: _processes_mentioning(state), "the command to start")
+    # Its marker, not just its process: killed before writing it (a slow start under load),
+    # the command would hang again on resume.
+    _wait_until((config.parent / "state" / "hung").exists, "the command to hang")
     sweep.kill()  # SIGKILL: no handler runs, nothing is closed
     sweep.wait()
     # The command dies with the sweep (parent-death signal), not left holding a GPU.
