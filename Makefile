@@ -61,7 +61,7 @@ format: install-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# The four benchmarks of docs/benchmarks.md (about NN minutes on 2 cores; `make bench-quick`:
+# The four benchmarks of docs/benchmarks.md (timings there; `make bench-quick`:
 # the same machinery at small sizes, under 10 minutes). Each prints its tables and writes
 # benchmarks/results/<name>.json (<name>.quick.json for the quick run).
 BENCHMARKS := bench_sweep_efficiency bench_simulator bench_overhead bench_scale
