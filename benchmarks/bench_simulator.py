@@ -106,8 +106,6 @@ def rule_evaluations_per_second(config: SimConfig) -> tuple[float, float]:
 
 def rollout_and_update(config: SimConfig, repeat: int) -> dict[str, float]:
     """One iteration's rollouts and GRPO update with the untrained policy, best of ``repeat``."""
-    from bao.advantage import turn_advantages
-    from bao.shaping import shape_turn_rewards
     from bao.sim.policy import PolicyNet
     from bao.sim.reasoner import HypothesisLibrary
 
@@ -124,30 +122,19 @@ def rollout_and_update(config: SimConfig, repeat: int) -> dict[str, float]:
         optimizer = torch.optim.Adam(policy.parameters(), lr=settings.learning_rate)
         rng = np.random.default_rng(round_)
         generator = torch.Generator().manual_seed(round_)
-        picked = rng.choice(len(train_tasks), size=settings.tasks_per_iteration, replace=False)
-        batch = [train_tasks[i] for i in picked for _ in range(settings.group_size)]
-        groups = [int(i) for i in picked for _ in range(settings.group_size)]
         started = time.perf_counter()
-        episodes = trainer.play_episodes(
+        episodes, groups = trainer.iteration_rollouts(
             policy,
-            batch,
-            groups,
+            train_tasks,
             library=library,
             test_values=test_values,
             config=config,
             rng=rng,
             generator=generator,
-            greedy=False,
         )
         rollout_s.append(time.perf_counter() - started)
         turns = sum(len(e.actions) for e in episodes)
-        shaped = [
-            shape_turn_rewards(
-                e.trajectory.choices, e.trajectory.rewards, config.shaping.coefficients()
-            )
-            for e in episodes
-        ]
-        advantages = turn_advantages(shaped, groups, gamma=config.advantage.gamma)
+        _, advantages = trainer.shaped_advantages(episodes, groups, config)
         started = time.perf_counter()
         trainer.grpo_update(
             policy,

@@ -35,7 +35,7 @@ from bao.advantage import turn_advantages
 from bao.envs.function_gym import FunctionGymEnv, format_action
 from bao.expressions import round4
 from bao.metrics import summarize
-from bao.shaping import ShapingCoefficients, shape_trajectory, shape_turn_rewards
+from bao.shaping import shape_trajectory, shape_turn_rewards
 from bao.sim.config import SimConfig
 from bao.sim.policy import ACTIONS, PolicyNet, features
 from bao.sim.reasoner import HypothesisLibrary, Reasoner
@@ -211,6 +211,56 @@ def play_episodes(
     return episodes
 
 
+def iteration_rollouts(
+    policy: PolicyNet,
+    train_tasks: Sequence[FunctionTask],
+    *,
+    library: HypothesisLibrary,
+    test_values: dict[str, TestCaseValues],
+    config: SimConfig,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+) -> tuple[list[_Episode], list[int]]:
+    """One iteration's sampled episodes: ``tasks_per_iteration`` distinct tasks, a group of
+    ``group_size`` episodes each; returns the episodes and each one's group (its task)."""
+    settings = config.trainer
+    picked = rng.choice(len(train_tasks), size=settings.tasks_per_iteration, replace=False)
+    batch = [train_tasks[i] for i in picked for _ in range(settings.group_size)]
+    groups = [int(i) for i in picked for _ in range(settings.group_size)]
+    episodes = play_episodes(
+        policy,
+        batch,
+        groups,
+        library=library,
+        test_values=test_values,
+        config=config,
+        rng=rng,
+        generator=generator,
+        greedy=False,
+    )
+    return episodes, groups
+
+
+def shaped_advantages(
+    episodes: Sequence[_Episode], groups: Sequence[int], config: SimConfig
+) -> tuple[list[list[float]], list[list[float]]]:
+    """The episodes' BAO-shaped turn rewards and their turn-level advantages."""
+    coefficients = config.shaping.coefficients()
+    shaped = [
+        shape_turn_rewards(e.trajectory.choices, e.trajectory.rewards, coefficients)
+        for e in episodes
+    ]
+    advantages = turn_advantages(
+        shaped,
+        groups,
+        gamma=config.advantage.gamma,
+        credit=config.advantage.credit,
+        score=config.advantage.score,
+        estimator=config.advantage.estimator,
+    )
+    return shaped, advantages
+
+
 # ------------------------------------------------------------------------------ update
 
 
@@ -369,7 +419,6 @@ def train(
     policy = PolicyNet(config.policy.hidden_size, config.policy.initial_action_probs)
     reference = copy.deepcopy(policy) if config.trainer.kl_coef > 0 else None
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.trainer.learning_rate)
-    coefficients: ShapingCoefficients = config.shaping.coefficients()
     eval_seed = config.seed + 10_000  # the reasoner's draws in evaluation, fixed per run
 
     def run_evaluation(iteration: int) -> tuple[dict[str, float], list[Trajectory]]:
@@ -392,32 +441,16 @@ def train(
 
     settings = config.trainer
     for iteration in range(1, settings.iterations + 1):
-        picked = rng.choice(len(train_tasks), size=settings.tasks_per_iteration, replace=False)
-        batch = [train_tasks[i] for i in picked for _ in range(settings.group_size)]
-        groups = [int(i) for i in picked for _ in range(settings.group_size)]
-        episodes = play_episodes(
+        episodes, groups = iteration_rollouts(
             policy,
-            batch,
-            groups,
+            train_tasks,
             library=library,
             test_values=test_values,
             config=config,
             rng=rng,
             generator=generator,
-            greedy=False,
         )
-        shaped = [
-            shape_turn_rewards(e.trajectory.choices, e.trajectory.rewards, coefficients)
-            for e in episodes
-        ]
-        advantages = turn_advantages(
-            shaped,
-            groups,
-            gamma=config.advantage.gamma,
-            credit=config.advantage.credit,
-            score=config.advantage.score,
-            estimator=config.advantage.estimator,
-        )
+        shaped, advantages = shaped_advantages(episodes, groups, config)
         update = grpo_update(
             policy,
             reference,
