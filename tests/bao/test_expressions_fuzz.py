@@ -8,17 +8,15 @@ small trees; these tests cover what an attacker or a corrupted task file could s
 
 from __future__ import annotations
 
-import ast
 import builtins
 import math
-import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 import pytest
@@ -30,7 +28,6 @@ from bao.expressions import (
     MAX_LITERAL,
     MAX_NESTING,
     MAX_RULE_LENGTH,
-    VARIABLES,
     BinOp,
     Const,
     Node,
@@ -42,6 +39,8 @@ from bao.expressions import (
     format_rule,
     parse_rule,
 )
+from benchmarks import fuzz_expressions as harness
+from benchmarks.fuzz_expressions import CodeExecuted, no_code_execution, python_tree
 from tests.bao.strategies import coordinates, points
 from tests.bao.test_expressions import assert_same_float, scalar_or_error
 
@@ -79,65 +78,6 @@ def hang_guard(seconds: float = HANG_GUARD_S) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-_AUDITED: Final = ("exec", "compile", "import")
-_armed: int | None = None
-"""The thread being watched; other threads (a library's background worker) go on as usual."""
-_audit_events: list[tuple[str, str]] = []
-
-
-def _audit(event: str, args: tuple[Any, ...]) -> None:
-    # Also catches eval/exec reached through an alias bound before the builtins were patched
-    # (``from builtins import eval as e``), which monkeypatching alone would miss.
-    if _armed == threading.get_ident() and event in _AUDITED:
-        _audit_events.append((event, repr(args)[:120]))
-
-
-# Audit hooks cannot be removed; this one does nothing unless a block below is running.
-sys.addaudithook(_audit)
-
-
-class CodeExecuted(BaseException):
-    """A forbidden builtin was called while parsing or evaluating."""
-
-
-@contextmanager
-def no_code_execution() -> Iterator[list[str]]:
-    """While the block runs, ``eval``, ``exec``, ``compile`` and ``__import__`` raise, and
-    any exec/compile/import audit event is recorded; both are asserted empty afterwards.
-
-    ``__import__`` is called by every ``import`` statement, even of a module already
-    loaded, so the code under test must import at module level (bao.expressions does);
-    numpy's own lazy imports have run by then (see ``_warm_up``).
-    """
-    global _armed  # noqa: PLW0603 (the audit hook is process-wide; this is its switch)
-    calls: list[str] = []
-    names = ("eval", "exec", "compile", "__import__")
-    originals = {name: getattr(builtins, name) for name in names}
-    watched = threading.get_ident()
-
-    def forbidden(name: str) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if threading.get_ident() != watched:
-                return originals[name](*args, **kwargs)
-            calls.append(f"{name}{args!r:.120}")
-            raise CodeExecuted(name)
-
-        return call
-
-    for name in names:
-        setattr(builtins, name, forbidden(name))
-    _audit_events.clear()
-    _armed = watched
-    try:
-        yield calls
-    finally:
-        _armed = None
-        for name, function in originals.items():
-            setattr(builtins, name, function)
-    assert not calls, calls
-    assert not _audit_events, _audit_events
-
-
 def _warm_up() -> None:
     """Runs every path once, so lazy imports inside numpy happen before the guards arm."""
     trees = [parse_rule(r) for r in ("a + b - c * d / a", "a ** b", "(a - b) ** (c / d)")]
@@ -151,6 +91,7 @@ def _warm_up() -> None:
 
 
 _warm_up()
+harness.load()  # the harness's python_tree builds trees of the module it loads
 
 
 def spin_forever() -> None:
@@ -255,39 +196,6 @@ extreme_points = st.lists(
 )
 
 # -------------------------------------------------------------- what Python reads
-
-_PYTHON_OPERATORS: Final[dict[type[ast.operator], str]] = {
-    ast.Add: "+",
-    ast.Sub: "-",
-    ast.Mult: "*",
-    ast.Div: "/",
-    ast.Pow: "**",
-}
-
-
-def python_tree(text: str) -> Node | None:
-    """The tree Python's own parser reads from ``text`` (only parsed, never evaluated), or
-    ``None`` where Python and the grammar differ on purpose: leading zeros (``007``),
-    which the grammar reads as integers and Python 3 refuses.
-
-    White space is normalised first: Python ends an expression at a newline, the grammar
-    treats every ASCII white space alike.
-    """
-    if re.search(r"(?<![0-9])0[0-9]", text):
-        return None
-    expression = ast.parse(" ".join(text.split()), mode="eval").body
-
-    def convert(node: ast.expr) -> Node:
-        if isinstance(node, ast.BinOp) and type(node.op) in _PYTHON_OPERATORS:
-            op = _PYTHON_OPERATORS[type(node.op)]
-            return BinOp(op, convert(node.left), convert(node.right))  # type: ignore[arg-type]
-        if isinstance(node, ast.Name) and node.id in VARIABLES:
-            return Var(VARIABLES.index(node.id))
-        if isinstance(node, ast.Constant) and type(node.value) is int:
-            return Const(node.value)
-        raise AssertionError(f"the parser accepted what Python reads as {ast.dump(node)}")
-
-    return convert(expression)
 
 
 def check_rule_text(text: str) -> Node | None:
