@@ -2,7 +2,9 @@
 
 Objectives of a two-variable problem with a known front (f1 = x, f2 = 1 - sqrt(x) + y) and a
 constraint metric g = y; ``--mode`` picks a behaviour: ok, fail (exit 3), hang, nan,
-no-metrics, not-json, flaky (fails the first attempt of each trial, then works), slow (2 s),
+no-metrics, not-json, flaky (fails the first attempt of each trial, then works), slow
+($FAKE_TRAIN_SECONDS, 2 s by default; with $FAKE_TRAIN_GATE set, it then waits until that file
+exists, so a test decides when the first training ends),
 fill (writes a $FAKE_TRAIN_FILL_MB checkpoint first),
 hang-once (the first run hangs, every later one works), and MODE-poisoned (the
 first parameter set it sees behaves as MODE on every attempt, every other one is ok).
@@ -53,6 +55,10 @@ def main() -> int:
             return 1
     if args.mode == "slow":
         time.sleep(float(os.environ.get("FAKE_TRAIN_SECONDS", "2")))
+        gate = os.environ.get("FAKE_TRAIN_GATE")
+        deadline = time.monotonic() + 600
+        while gate and not Path(gate).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
     if args.mode == "fill":  # a checkpoint that takes most of a small disk
         size = int(float(os.environ["FAKE_TRAIN_FILL_MB"]) * 2**20)
         (Path(args.out).parent / "checkpoint.bin").write_bytes(b"\0" * size)

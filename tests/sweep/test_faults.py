@@ -334,11 +334,15 @@ def test_a_locked_mlflow_database_is_waited_out(
 
     # Longer than SQLite's own 20 s busy timeout in MLflow: the runner's retries take over.
     config = command_sweep("slow", driver={"algorithm": "random", "n_trials": 2})
-    sweep = _popen_sweep(config, workspace, {"FAKE_TRAIN_SECONDS": "1"})
+    # The first training ends only once the database is locked (under load, a 1 s training
+    # could finish, and its writes land, before the lock was taken).
+    gate = workspace.parent / "training-may-end"
+    sweep = _popen_sweep(config, workspace, {"FAKE_TRAIN_SECONDS": "0", "FAKE_TRAIN_GATE": str(gate)})
     try:
         first = _running_trial(workspace, "cmd")
         database = sqlite3.connect(workspace / "mlflow.db", isolation_level=None, timeout=60)
         database.execute("BEGIN EXCLUSIVE")  # a backup, a long migration, a stuck client
+        gate.touch()
         time.sleep(25)
         # The trial's end waits for MLflow (its log, its metrics); nothing else starts.
         assert [t.state.name for t in _trials(workspace, "cmd")] == ["RUNNING"]
