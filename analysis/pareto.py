@@ -36,7 +36,8 @@ NADIR_MARGIN: Final = 0.1
 the worst trials still add a sliver of hypervolume (the usual convention)."""
 
 _UNIT_INTERVAL_METRICS: Final = re.compile(
-    r"^(eval/)?(pass_at_u_\d+(_lo|_hi)?|score|user_involvement_rate|invalid_rate|no_answer_rate)$"
+    r"^(eval/)?(pass_at_u_\d+(_lo|_hi)?|score|user_involvement_rate|invalid_rate|no_answer_rate"
+    r"|user_error_rate)$"
 )
 """Metrics that are shares of trajectories or of turns, so bounded by 0 and 1 (DESIGN section 7;
 ``score`` is a share too: every UserRL gym pays at most 1 per episode)."""

@@ -202,26 +202,34 @@ def _train_verl(args: argparse.Namespace, raw: dict[str, object]) -> int:
 
         # A dry run writes nothing, not even the workspace folder.
         prepared = dry_run(config, workspace_path(args.workspace).resolve())
+        from bao.verl.run import dry_run_notes
+
         gpus = config.schedule.n_gpus_per_node * config.schedule.nnodes
+        notes = dry_run_notes(config, prepared)
         if args.json:
-            print(json.dumps({"argv": prepared.argv, "env": prepared.env, "valid": True}))
+            document = {"argv": prepared.argv, "env": prepared.env, "valid": True}
+            print(json.dumps({**document, "gym": config.gym, "notes": notes}))
             return 0
         print(printable(prepared.argv, prepared.env))
         print(
-            f"valid: composed with Hydra and checked by verl's validate_config; "
+            f"valid: composed with Hydra and checked by verl's validate_config; {config.gym}, "
             f"{len(prepared.data.train_tasks)} training and {len(prepared.data.eval_tasks)} "
             f"validation tasks; needs {gpus} GPU(s); train writes the data files and adds "
             "MLFLOW_RUN_ID"
         )
+        for note in notes:
+            print(f"note: {note}")
         return 0
-    from bao.verl.launch import check_gpus, require_verl
+    from bao.verl.launch import check_gpus, check_user_simulator, require_verl
     from bao.verl.run import dry_run, train
 
-    # What train checks first (verl, the GPUs, the tasks and the command), checked before
-    # the workspace is created: a launch that cannot start leaves nothing behind. The
-    # second Hydra compose inside train costs seconds against a run of hours.
+    # What train checks first (verl, the GPUs, the simulated user, the tasks and the
+    # command), checked before the workspace is created: a launch that cannot start leaves
+    # nothing behind. The second Hydra compose inside train costs seconds against a run of
+    # hours.
     require_verl()
     check_gpus(config)
+    check_user_simulator(config)
     dry_run(config, workspace_path(args.workspace).resolve())
     result = train(config, resolve_workspace(args.workspace), config.model_dump(mode="json"))
     if _report(args, result.run_id, result.seconds, result.metrics):
@@ -237,7 +245,7 @@ def _check_task_paths(settings: TaskSettings | VerlTaskSettings, source: str) ->
 
     from bao.configuration import ConfigError
 
-    for key in ("train_path", "eval_path", "functions_path"):
+    for key in ("train_path", "eval_path", "functions_path", "records_path"):
         path = getattr(settings, key, None)
         if isinstance(path, Path) and not path.is_file():
             raise ConfigError(

@@ -19,8 +19,19 @@ Z_95: Final = 1.959963984540054
 # Turns whose action could not be carried out as written: no known prefix, or content the
 # environment could not read. Counted by ``invalid_rate``.
 MALFORMED_EVENTS: Final = frozenset(
-    {"invalid_action", "query_empty", "query_wrong_arity", "answer_unparsable", "search_bad_query"}
+    {
+        "invalid_action",
+        "query_empty",
+        "query_wrong_arity",
+        "answer_unparsable",
+        "search_bad_query",
+        "question_empty",
+        "answer_empty",
+    }
 )
+# Turns of the LLM-user gyms that the simulated user or the judge could not answer (an
+# outage, or malformed replies after every retry): counted by ``user_error_rate``.
+USER_ERROR_EVENTS: Final = frozenset({"user_unavailable", "answer_unjudged"})
 
 MEAN_METRICS: Final = (
     "score",
@@ -30,6 +41,7 @@ MEAN_METRICS: Final = (
     "invalid_rate",
     "mean_user_actions",
     "no_answer_rate",
+    "user_error_rate",
 )
 """Metrics that are means of :func:`trajectory_values` over trajectories, besides Pass@U-k."""
 
@@ -97,6 +109,8 @@ def trajectory_values(trajectory: Trajectory, k_max: int = DEFAULT_K_MAX) -> dic
     values["invalid_rate"] = malformed / len(turns) if turns else 0.0
     values["mean_user_actions"] = float(answers)
     values["no_answer_rate"] = float(answers == 0)
+    user_errors = sum(turn.event in USER_ERROR_EVENTS for turn in turns)
+    values["user_error_rate"] = user_errors / len(turns) if turns else 0.0
     return values
 
 
@@ -108,7 +122,8 @@ def summarize(trajectories: Sequence[Trajectory], k_max: int = DEFAULT_K_MAX) ->
     are answers); ``exploration_ratio`` (mean (#action + #search) / max(1, #answer));
     ``mean_turns``; ``invalid_rate`` (mean share of malformed turns); ``mean_user_actions``
     (mean #answers); ``no_answer_rate`` (share of trajectories that never answer: a
-    collapsed policy shows here); ``n_trajectories``.
+    collapsed policy shows here); ``user_error_rate`` (mean share of turns the simulated
+    user or judge of an LLM-user gym could not answer; 0 on Function-Gym); ``n_trajectories``.
     """
     _check(trajectories, k_max)
     n = len(trajectories)

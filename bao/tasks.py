@@ -115,7 +115,7 @@ def load_function_tasks(
     if suffix == ".json":
         return _validate_all(source, _read_json_records(source))
     if suffix == ".jsonl":
-        return _validate_all(source, _read_jsonl_records(source))
+        return _validate_all(source, read_jsonl_records(source))
     if suffix == ".parquet":
         return _load_parquet(source, functions_path)
     raise TaskDataError(
@@ -125,9 +125,11 @@ def load_function_tasks(
     )
 
 
-def _read_json_records(source: Path) -> list[tuple[str, Any]]:
+def read_json(source: Path) -> Any:
+    """A JSON file's content; bad syntax or encoding is a :class:`TaskDataError` with the
+    line and column."""
     try:
-        data = json.loads(source.read_text(encoding="utf-8"))
+        return json.loads(source.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise TaskDataError(
             f"{source}: not valid JSON at line {error.lineno}, column {error.colno}: {error.msg}",
@@ -135,6 +137,10 @@ def _read_json_records(source: Path) -> list[tuple[str, Any]]:
         ) from None
     except UnicodeDecodeError:
         raise TaskDataError(f"{source}: not UTF-8 text", fix="save the file as UTF-8") from None
+
+
+def _read_json_records(source: Path) -> list[tuple[str, Any]]:
+    data = read_json(source)
     if not isinstance(data, list):
         raise TaskDataError(
             f"{source}: expected a JSON list of task records, found {type(data).__name__}",
@@ -143,7 +149,8 @@ def _read_json_records(source: Path) -> list[tuple[str, Any]]:
     return [(f"record {index}", record) for index, record in enumerate(data)]
 
 
-def _read_jsonl_records(source: Path) -> list[tuple[str, Any]]:
+def read_jsonl_records(source: Path) -> list[tuple[str, Any]]:
+    """``("line N", record)`` for every non-blank line of a JSON Lines file."""
     records: list[tuple[str, Any]] = []
     try:
         lines = source.read_text(encoding="utf-8").splitlines()
@@ -269,9 +276,6 @@ def _validate_test_case(value: object, label: str) -> tuple[int, int, int, int]:
 
 
 def _load_parquet(source: Path, functions_path: str | Path | None) -> list[FunctionTask]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     if functions_path is None:
         candidates = sorted(source.parent.glob("functions*.json"))
         if len(candidates) != 1:
@@ -282,14 +286,7 @@ def _load_parquet(source: Path, functions_path: str | Path | None) -> list[Funct
             )
         functions_path = candidates[0]
     functions = {task.id: task for task in load_function_tasks(functions_path)}
-    try:
-        rows = pq.read_table(source).to_pylist()
-    except (pa.ArrowException, OSError) as error:
-        raise TaskDataError(
-            f"{source}: cannot be read as parquet: {error}", fix="regenerate the file"
-        ) from None
-    if not rows:
-        raise TaskDataError(f"{source}: contains no rows", fix="add at least one task row")
+    rows = read_parquet_rows(source)
     tasks: list[FunctionTask] = []
     for index, row in enumerate(rows):
         where = f"{source}: row {index}"
@@ -315,6 +312,22 @@ def _load_parquet(source: Path, functions_path: str | Path | None) -> list[Funct
             )
         tasks.append(task)
     return tasks
+
+
+def read_parquet_rows(source: Path) -> list[dict[str, Any]]:
+    """The rows of a verl/UserRL parquet file; unreadable or empty is a :class:`TaskDataError`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        rows: list[dict[str, Any]] = pq.read_table(source).to_pylist()
+    except (pa.ArrowException, OSError) as error:
+        raise TaskDataError(
+            f"{source}: cannot be read as parquet: {error}", fix="regenerate the file"
+        ) from None
+    if not rows:
+        raise TaskDataError(f"{source}: contains no rows", fix="add at least one task row")
+    return rows
 
 
 def parquet_task_id(row: Mapping[str, Any]) -> str | None:

@@ -18,8 +18,11 @@ from typing import Any
 
 from bao.errors import TaskDataError
 
-# A turn whose raw reward reaches this counts as a success (Function-Gym pays exactly 1.0).
+# An answer whose raw reward reaches this counts as a success (Function-Gym and Telepathy-Gym
+# pay exactly 1.0). Turtle-Gym pays the improvement of its story score, so its success is the
+# event: the answer that brings the score to the gym's threshold is ``answer_correct``.
 SUCCESS_REWARD = 1.0
+SUCCESS_EVENT = "answer_correct"
 
 
 @dataclass
@@ -44,7 +47,9 @@ class Turn:
 
     @property
     def is_success(self) -> bool:
-        return self.choice == "answer" and self.reward >= SUCCESS_REWARD - 1e-9
+        return self.choice == "answer" and (
+            self.event == SUCCESS_EVENT or self.reward >= SUCCESS_REWARD - 1e-9
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -93,14 +93,17 @@ def preflight(loaded: LoadedSweep) -> None:
 
     verl: the pinned verl imports and the GPUs of the training config are there, so a
     sweep on a machine without them stops at once with one line instead of queueing runs
-    that would wait for GPUs until their timeout.
+    that would wait for GPUs until their timeout; on Telepathy/Turtle, the simulated user's
+    server answers too.
     """
     if isinstance(loaded.config.backend, VerlBackend):
         from bao.verl.config import VerlConfig
-        from bao.verl.launch import check_gpus, require_verl
+        from bao.verl.launch import check_gpus, check_user_simulator, require_verl
 
         require_verl()
-        check_gpus(VerlConfig.model_validate(loaded.train_config))
+        config = VerlConfig.model_validate(loaded.train_config)
+        check_gpus(config)
+        check_user_simulator(config)
 
 
 def dry_run_commands(loaded: LoadedSweep, workspace: str | None) -> list[dict[str, Any]]:

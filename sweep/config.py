@@ -488,20 +488,27 @@ def _check_task_files(trials: Sequence[SimConfig | VerlConfig], source: str) -> 
     paths from this process's working directory, which trials inherit): a bad file or record
     is one line now, not the same failure in every trial."""
     from bao.errors import TaskDataError
+    from bao.gym_tasks import load_user_gym_tasks
     from bao.sim.config import SimConfig, task_count_problem
     from bao.tasks import load_function_tasks
 
     counted: dict[tuple[str, Path, Path | None], int] = {}
     for trial in trials:
         settings = trial.tasks
-        functions = getattr(settings, "functions_path", None)
+        gym = getattr(trial, "gym", "function_gym")
+        functions = getattr(settings, "functions_path", None) or getattr(
+            settings, "records_path", None
+        )
         for key in ("train_path", "eval_path"):
             path: Path | None = getattr(settings, key)
             if path is None:
                 continue
             if (key, path, functions) not in counted:
                 try:
-                    tasks = load_function_tasks(path, functions)
+                    if gym == "function_gym":
+                        tasks: Sequence[object] = load_function_tasks(path, functions)
+                    else:
+                        tasks = load_user_gym_tasks(gym, path, functions)
                 except TaskDataError as error:
                     raise TaskDataError(f"{source}: train tasks.{key}: {error}") from None
                 counted[key, path, functions] = len(tasks)

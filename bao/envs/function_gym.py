@@ -69,13 +69,33 @@ def parse_action(action: str) -> tuple[str, str]:
     return "invalid", text
 
 
+class TurnBudget:
+    """The end of a turn, the same in every gym: a correct answer or ``finish`` terminates;
+    otherwise the turn that reaches ``max_turns`` truncates, and the observation says so."""
+
+    turn: int
+    max_turns: int
+    done: bool
+
+    def _end_turn(
+        self, observation: str, reward: float, event: str, choice: str, value: Any
+    ) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        terminated = event in ("answer_correct", "finish")
+        truncated = not terminated and self.turn >= self.max_turns
+        if truncated:
+            observation += f" The turn budget of {self.max_turns} is used up."
+        self.done = terminated or truncated
+        info = {"event": event, "choice": choice, "value": value, "turn": self.turn}
+        return observation, reward, terminated, truncated, info
+
+
 def _show(value: float) -> str:
     if math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return repr(value)
 
 
-class FunctionGymEnv:
+class FunctionGymEnv(TurnBudget):
     """One Function-Gym episode over ``task``, truncated after ``max_turns`` turns.
 
     ``step`` returns ``(observation, reward, terminated, truncated, info)``, with ``info``
@@ -129,13 +149,7 @@ class FunctionGymEnv:
             )
             event, value = "invalid_action", None
         reward = 1.0 if event == "answer_correct" else 0.0
-        terminated = event in ("answer_correct", "finish")
-        truncated = not terminated and self.turn >= self.max_turns
-        if truncated:
-            observation += f" The turn budget of {self.max_turns} is used up."
-        self.done = terminated or truncated
-        info = {"event": event, "choice": choice, "value": value, "turn": self.turn}
-        return observation, reward, terminated, truncated, info
+        return self._end_turn(observation, reward, event, choice, value)
 
     def _query(self, content: str) -> tuple[str, str, float | None]:
         if not content:

@@ -1,4 +1,4 @@
-"""The ``bao_agent`` agent loop: one Function-Gym episode per rollout, with BAO shaping.
+"""The ``bao_agent`` agent loop: one gym episode per rollout, with BAO shaping.
 
 verl 0.9.1 hands an advantage estimator nothing but token tensors (``token_level_rewards``,
 ``response_mask``, the group uid), so everything BAO needs per turn must be in those tensors
@@ -18,13 +18,21 @@ by the time the episode leaves this loop:
 The episode ends when the environment ends it (a correct answer, ``finish``, or the turn
 budget), when the model calls no tool (that message is played as an invalid turn: it used a
 turn of the budget), or when the response would outgrow ``rollout.response_length``.
+
+The gym is Function-Gym unless the agent-loop config names a gym file (``gym_path``, written
+by the launcher for Telepathy-Gym and Turtle-Gym). Their steps wait on the simulated user, so
+they run in a thread pool while the event loop drives the other episodes; what the user's
+calls cost travels in ``reward_extra_info`` as ``bao_user_*``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Final
 from uuid import uuid4
 
@@ -39,19 +47,29 @@ from verl.experimental.agent_loop.tool_parser import FunctionCall, ToolParser
 from verl.utils.profiler import simple_timer
 
 from bao.envs.function_gym import DEFAULT_MAX_TURNS, FunctionGymEnv, format_action
+from bao.envs.user_gyms import TelepathyGymEnv, TurtleGymEnv
+from bao.envs.user_simulator import UserSimulatorSettings, shared_user
+from bao.gym_tasks import (
+    TelepathyEntity,
+    TurtleStory,
+    by_title,
+    entity_from_record,
+    story_from_record,
+)
 from bao.metrics import DEFAULT_K_MAX, trajectory_values
 from bao.shaping import ShapingCoefficients, shape_trajectory
 from bao.tasks import FunctionTask, load_function_tasks
 from bao.trajectory import Trajectory, Turn
 from bao.verl.data import (
     AGENT_NAME,
+    GYM_TOOL_CHOICES,
+    GYM_TOOL_SCHEMAS,
     METRIC_PREFIX,
     TASK_ID_KEY,
-    TOOL_CHOICES,
     TOOL_NAME,
-    TOOL_SCHEMA,
     TRAJECTORY_KEY,
     task_from_row,
+    user_gym_task_from_row,
 )
 
 log = logging.getLogger(__name__)
@@ -62,10 +80,13 @@ _SUMMED_SERVER_FIELDS: Final = (
     "spec_num_accepted_tokens",
     "spec_num_verify_steps",
 )
-_BAD_CALL: Final = (
-    f"Invalid tool call: call {TOOL_NAME} with 'choice' one of "
-    f"{', '.join(TOOL_CHOICES)} and a string 'content'."
-)
+
+
+def _bad_call(choices: tuple[str, ...]) -> str:
+    return (
+        f"Invalid tool call: call {TOOL_NAME} with 'choice' one of "
+        f"{', '.join(choices)} and a string 'content'."
+    )
 
 
 class BaoAgentLoopOutput(AgentLoopOutput):
@@ -88,6 +109,48 @@ def _functions(path: str) -> dict[str, FunctionTask]:
     return {task.id: task for task in load_function_tasks(path)}
 
 
+VALIDATION_SPLITS: Final = frozenset({"val", "validation", "test"})
+"""``extra_info.split`` values of validation rows (ours say val, UserRL's test)."""
+
+
+class UserGym:
+    """A Telepathy/Turtle gym file, read once per worker process: the gym, its simulated user
+    (shared by every episode the process plays) and the records UserRL rows name by title."""
+
+    def __init__(self, path: str) -> None:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        self.gym: str = document["gym"]
+        self.success_threshold = float(document["success_threshold"])
+        self.settings = UserSimulatorSettings.model_validate(document["user_simulator"])
+        read = entity_from_record if self.gym == "telepathy_gym" else story_from_record
+        self.by_title: dict[str, TelepathyEntity | TurtleStory] = by_title(
+            read(record, where=f"{path}: records") for record in document.get("records", [])
+        )
+        # Each step of these gyms waits on HTTP; as many threads as requests may be in flight.
+        workers = max(
+            self.settings.simulator.concurrency, self.settings.judge_endpoint().concurrency
+        )
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bao-user")
+
+    def env(self, row: dict[str, Any], max_turns: int) -> TelepathyGymEnv | TurtleGymEnv:
+        """The episode of ``row``: validation rows (split val or test) meet the eval user."""
+        task = user_gym_task_from_row(row, self.gym, self.by_title)
+        extra = row.get("extra_info")
+        split = extra.get("split") if isinstance(extra, dict) else None
+        evaluating = str(split).lower() in VALIDATION_SPLITS
+        user = shared_user(self.settings.for_evaluation() if evaluating else self.settings)
+        if isinstance(task, TelepathyEntity):
+            return TelepathyGymEnv(task, user, max_turns=max_turns)
+        return TurtleGymEnv(
+            task, user, max_turns=max_turns, success_threshold=self.success_threshold
+        )
+
+
+@lru_cache(maxsize=4)
+def _user_gym(path: str) -> UserGym:
+    return UserGym(path)
+
+
 @register(AGENT_NAME)
 class BaoAgentLoop(AgentLoopBase):
     """Plays Function-Gym through the model's ``interact_with_env(choice, content)`` calls.
@@ -95,10 +158,18 @@ class BaoAgentLoop(AgentLoopBase):
     Args:
         functions_path: the UserRL functions JSON that rows naming tasks by id refer to
             (rows written by ``bao.verl.data`` carry their task and need none).
+        gym_path: a Telepathy/Turtle gym file (``bao.verl.launch``); without one the loop
+            plays Function-Gym.
         *args, **kwargs: what verl's agent-loop worker passes every agent loop.
     """
 
-    def __init__(self, *args: Any, functions_path: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        functions_path: str | None = None,
+        gym_path: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         kwargs.pop("tools", None)  # verl's configured tools; this loop has its own one tool
         super().__init__(*args, **kwargs)
         multi_turn = self.rollout_config.multi_turn
@@ -115,6 +186,9 @@ class BaoAgentLoop(AgentLoopBase):
         )
         self.k_max = int(settings.get("k_max", DEFAULT_K_MAX))
         self.functions = _functions(functions_path) if functions_path else None
+        self.user_gym = _user_gym(gym_path) if gym_path else None
+        self.gym = self.user_gym.gym if self.user_gym else "function_gym"
+        self.tool_choices = GYM_TOOL_CHOICES[self.gym]
         special: list[str] = getattr(self.tokenizer, "all_special_tokens", [])
         self._special_tokens = [token for token in special if token]
 
@@ -134,10 +208,15 @@ class BaoAgentLoop(AgentLoopBase):
         return text.strip()
 
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
-        task = task_from_row(kwargs, self.functions)
-        env = FunctionGymEnv(task, max_turns=self.max_turns)
+        env: FunctionGymEnv | TelepathyGymEnv | TurtleGymEnv
+        if self.user_gym is None:
+            task = task_from_row(kwargs, self.functions)
+            env, task_id = FunctionGymEnv(task, max_turns=self.max_turns), task.id
+        else:
+            env = self.user_gym.env(kwargs, self.max_turns)
+            task_id = env.task_id
         env.reset()
-        tools = [TOOL_SCHEMA]
+        tools = [GYM_TOOL_SCHEMAS[self.gym]]
         messages: list[dict[str, Any]] = [dict(message) for message in kwargs["raw_prompt"]]
         request_id = uuid4().hex  # one id per episode: the server keeps its prefix cache
         params = dict(sampling_params)
@@ -146,7 +225,7 @@ class BaoAgentLoop(AgentLoopBase):
             params["stop_token_ids"] = sorted(stops)
         timing: dict[str, float] = {}
         server_fields: dict[str, Any] = {}
-        trajectory = Trajectory(task_id=task.id)
+        trajectory = Trajectory(task_id=task_id)
 
         token_ids = await self.ct_build_initial_tokens(messages, tools=tools)
         mask: list[int] = []
@@ -175,9 +254,14 @@ class BaoAgentLoop(AgentLoopBase):
                 # The parser drops a call it cannot decode; that is a malformed call (a turn
                 # with a complaint, the raw call recorded), not the end of the episode.
                 call = FunctionCall(name=TOOL_NAME, arguments=attempted)
-            action, content, complaint = _action_of(call, text)
+            action, content, complaint = _action_of(call, text, self.tool_choices)
             with simple_timer("tool_calls", timing):
-                observation, reward, terminated, truncated, info = env.step(action)
+                if self.user_gym is None:
+                    step = env.step(action)
+                else:  # waits on the simulated user: off the event loop
+                    loop = asyncio.get_running_loop()
+                    step = await loop.run_in_executor(self.user_gym.executor, env.step, action)
+                observation, reward, terminated, truncated, info = step
             observation = complaint or observation
             trajectory.turns.append(Turn.from_step(content, observation, reward, info))
             done = terminated or truncated or call is None or len(mask) >= self.response_length
@@ -206,8 +290,10 @@ class BaoAgentLoop(AgentLoopBase):
             f"{METRIC_PREFIX}{key}": value
             for key, value in trajectory_values(trajectory, self.k_max).items()
         }
+        if not isinstance(env, FunctionGymEnv):
+            values.update({f"{METRIC_PREFIX}{k}": v for k, v in env.stats.as_dict().items()})
         values[TRAJECTORY_KEY] = trajectory.to_json()
-        values[TASK_ID_KEY] = task.id
+        values[TASK_ID_KEY] = task_id
         extra_fields = {
             **server_fields,
             "reward_extra_info": values,
@@ -252,7 +338,9 @@ def place_turn_rewards(mask: list[int], turn_rewards: list[float]) -> list[float
     return rewards
 
 
-def _action_of(call: FunctionCall | None, text: str) -> tuple[str, str, str | None]:
+def _action_of(
+    call: FunctionCall | None, text: str, choices: tuple[str, ...]
+) -> tuple[str, str, str | None]:
     """The environment action of a turn, the content to record, and our own observation
     when the call itself was malformed."""
     if call is None:
@@ -265,8 +353,8 @@ def _action_of(call: FunctionCall | None, text: str) -> tuple[str, str, str | No
         arguments = None
     choice = arguments.get("choice") if isinstance(arguments, dict) else None
     content = arguments.get("content", "") if isinstance(arguments, dict) else None
-    if call.name != TOOL_NAME or choice not in TOOL_CHOICES or not isinstance(content, str):
-        return "", str(call.arguments)[:200], _BAD_CALL
+    if call.name != TOOL_NAME or choice not in choices or not isinstance(content, str):
+        return "", str(call.arguments)[:200], _bad_call(choices)
     return format_action(choice, content), content, None
 
 

@@ -5,7 +5,8 @@ prompt, 16 assistant turns, learning rate 1e-6, PPO mini-batch 16 and micro-batc
 no entropy bonus, SGLang rollout, 8 GPUs), written in verl 0.9.1's keys by
 :func:`bao.verl.launch.hydra_overrides`; ``configs/verl/function_gym.yaml`` documents every key.
 The shaping, advantage and task sections are the simulator's, so a sweep's search space means
-the same thing on both backends.
+the same thing on both backends. Telepathy-Gym and Turtle-Gym runs also name their simulated
+user and judge (``user_simulator``: any OpenAI-compatible endpoint, see docs/gyms.md).
 
 Importing this module does not import verl: configs validate on any machine.
 """
@@ -17,6 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bao.envs.user_simulator import UserSimulatorSettings
 from bao.sim.config import (
     AdvantageSettings,
     EnvSettings,
@@ -25,27 +27,48 @@ from bao.sim.config import (
     check_min_turns,
 )
 
+Gym = Literal["function_gym", "telepathy_gym", "turtle_gym"]
+USER_GYMS: tuple[str, ...] = ("telepathy_gym", "turtle_gym")
+"""The gyms whose user is a language model (``bao.envs.user_gyms``)."""
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class VerlTaskSettings(_Section):
-    """Where training and validation tasks come from (Function-Gym)."""
+    """Where training and validation tasks come from."""
 
     train_path: Path | None = None
-    """UserRL functions JSON, JSONL, or a UserRL/verl parquet; ``None`` generates ``n_train``.
-    A parquet file is handed to verl as it is; its rows name tasks by id (``functions_path``)."""
+    """Function-Gym: UserRL functions JSON, JSONL, or a UserRL/verl parquet; ``None``
+    generates ``n_train``. Telepathy/Turtle (required): UserRL's entities/stories JSON, JSONL,
+    or a UserRL parquet. A parquet file is handed to verl as it is; its rows name tasks by id
+    (Function-Gym, ``functions_path``) or by title (the others, ``records_path``)."""
     eval_path: Path | None = None
-    """Validation tasks, same formats; ``None`` generates ``n_eval`` disjoint from training."""
+    """Validation tasks, same formats; ``None``: Function-Gym generates ``n_eval`` disjoint
+    from training, Telepathy/Turtle hold ``n_eval`` of the training file out."""
     functions_path: Path | None = None
-    """The functions JSON that parquet rows refer to by id (default: the one beside them)."""
+    """The functions JSON that Function-Gym parquet rows refer to by id (default: the one
+    beside them)."""
+    records_path: Path | None = None
+    """The entities/stories JSON that Telepathy/Turtle parquet rows refer to by title
+    (default: the one beside them)."""
     n_train: int = Field(400, ge=1)
-    """Generated training tasks (ignored with ``train_path``)."""
+    """Generated training tasks (Function-Gym, ignored with ``train_path``)."""
     n_eval: int = Field(200, ge=1)
-    """Generated validation tasks (ignored with ``eval_path``)."""
+    """Generated (Function-Gym) or held-out (Telepathy/Turtle) validation tasks; ignored with
+    ``eval_path``."""
     generator_seed: int = 2026
-    """Seed of generated tasks, apart from the run seed so that runs share tasks."""
+    """Seed of generated tasks and of the held-out split, apart from the run seed so that runs
+    share tasks."""
+
+
+class VerlEnvSettings(EnvSettings):
+    """The episode: the simulator's turn budget, and Turtle-Gym's success threshold."""
+
+    success_threshold: float = Field(1.0, gt=0.0, le=1.0)
+    """Turtle-Gym: the story score (rubric-weighted, 0..1) that solves a puzzle and ends the
+    episode (UserRL trains and evaluates with 1.0)."""
 
 
 class ModelSettings(_Section):
@@ -140,11 +163,13 @@ class VerlConfig(_Section):
     """Seeds verl's data shuffling and the rollout engine."""
     backend: Literal["verl"] = "verl"
     """This config's backend."""
-    gym: Literal["function_gym"] = "function_gym"
-    """The UserRL gym trained on."""
+    gym: Gym = "function_gym"
+    """The UserRL gym trained on: function_gym, telepathy_gym or turtle_gym."""
     model: ModelSettings
     tasks: VerlTaskSettings = VerlTaskSettings()
-    env: EnvSettings = EnvSettings()
+    env: VerlEnvSettings = VerlEnvSettings()
+    user_simulator: UserSimulatorSettings = UserSimulatorSettings()
+    """Telepathy/Turtle: the simulated user and the judge (OpenAI-compatible endpoints)."""
     shaping: ShapingSettings = ShapingSettings()
     advantage: AdvantageSettings = AdvantageSettings()
     rollout: RolloutSettings = RolloutSettings()
@@ -166,6 +191,7 @@ class VerlConfig(_Section):
                 "schedule.test_freq steps, so leave eval.every at 0"
             )
         check_min_turns(self.shaping, self.env)
+        self._check_gym()
         gpus = self.schedule.n_gpus_per_node * self.schedule.nnodes
         if self.rollout.tensor_parallel_size > gpus:
             raise ValueError(
@@ -178,3 +204,29 @@ class VerlConfig(_Section):
                 f"optim.train_batch_size ({self.optim.train_batch_size})"
             )
         return self
+
+    def _check_gym(self) -> None:
+        if self.gym in USER_GYMS:
+            if self.tasks.train_path is None:
+                raise ValueError(
+                    f"tasks.train_path is required for {self.gym}: its tasks are not generated "
+                    "(give UserRL's entities/stories file or parquet, or configs/data's example)"
+                )
+            if self.tasks.functions_path is not None:
+                raise ValueError(
+                    f"tasks.functions_path is Function-Gym's; {self.gym} uses tasks.records_path"
+                )
+        else:
+            # Compared with the defaults, not by presence: a dumped config validates again.
+            if self.user_simulator != UserSimulatorSettings():
+                raise ValueError(
+                    "user_simulator is for telepathy_gym and turtle_gym; function_gym has no "
+                    "simulated user"
+                )
+            if self.tasks.records_path is not None:
+                raise ValueError(
+                    "tasks.records_path is for telepathy_gym and turtle_gym; "
+                    "Function-Gym parquet rows use tasks.functions_path"
+                )
+        if self.gym != "turtle_gym" and self.env.success_threshold != 1.0:
+            raise ValueError(f"env.success_threshold is Turtle-Gym's; {self.gym} has none")

@@ -14,7 +14,17 @@ from pathlib import Path
 
 from bao.errors import BaoError
 from bao.trajectory import Trajectory
-from bao.verl.data import TRAJECTORY_KEY
+from bao.verl.data import METRIC_PREFIX, TRAJECTORY_KEY
+
+USER_COST_KEYS = (
+    "user_calls",
+    "user_cache_hits",
+    "user_requests",
+    "user_failures",
+    "user_prompt_tokens",
+    "user_completion_tokens",
+)
+"""Per-episode costs of the simulated user (Telepathy/Turtle) that an evaluation sums."""
 
 
 class EvaluationMissingError(BaoError):
@@ -58,3 +68,21 @@ def read_validation_trajectories(path: Path) -> list[Trajectory]:
     if not trajectories:
         raise EvaluationMissingError(f"{path} holds no episodes", fix="check data.val_files")
     return trajectories
+
+
+def read_user_costs(path: Path) -> dict[str, float]:
+    """What the simulated user and judge cost over one validation dump: the sums of the
+    episodes' ``bao_user_*`` values (empty for Function-Gym, which has no simulated user)."""
+    totals = dict.fromkeys(USER_COST_KEYS, 0.0)
+    seen = False
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            for key in USER_COST_KEYS:
+                value = record.get(f"{METRIC_PREFIX}{key}")
+                if isinstance(value, int | float):
+                    totals[key] += float(value)
+                    seen = True
+    return totals if seen else {}

@@ -42,10 +42,11 @@ from typing import Any, Final
 
 from bao.configuration import ConfigError
 from bao.errors import BaoError, TaskDataError, first_line
+from bao.gym_tasks import load_user_gym_tasks, split_held_out
 from bao.processes import die_with_parent
 from bao.tasks import FunctionTask, load_task_splits
-from bao.verl.config import VerlConfig
-from bao.verl.data import AGENT_NAME, write_task_parquet
+from bao.verl.config import USER_GYMS, VerlConfig
+from bao.verl.data import AGENT_NAME, write_task_parquet, write_user_gym_parquet
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,11 @@ class RunFolder:
         return self.root / "data" / "functions.json"
 
     @property
+    def gym_file(self) -> Path:
+        """Telepathy/Turtle: the gym, its user simulator and the tasks rows name by title."""
+        return self.root / "gym.json"
+
+    @property
     def agent_loop_file(self) -> Path:
         return self.root / "agent_loop.yaml"
 
@@ -120,27 +126,43 @@ class RunFolder:
 class DataPlan:
     """The run's tasks and the files verl reads them from."""
 
-    train_tasks: list[FunctionTask]
-    eval_tasks: list[FunctionTask]
+    train_tasks: list[Any]
+    """Function-Gym tasks, Telepathy entities or Turtle stories."""
+    eval_tasks: list[Any]
     train_file: Path
     val_file: Path
     functions_path: Path | None
     """The functions JSON that parquet rows (UserRL's, naming tasks by id) are looked up in,
     written into the run folder from the tasks of every parquet split; None: no parquet."""
-    to_write: list[tuple[Path, str, list[FunctionTask]]] = field(default_factory=list)
-    by_id: list[FunctionTask] = field(default_factory=list)
+    to_write: list[tuple[Path, str, list[Any]]] = field(default_factory=list)
+    by_id: list[Any] = field(default_factory=list)
+    gym: str = "function_gym"
+    gym_file: Path | None = None
+    """Telepathy/Turtle: the file the agent loop reads its gym settings (and the records
+    that UserRL rows name by title) from."""
+    gym_settings: dict[str, Any] = field(default_factory=dict)
 
     def write(self, max_turns: int) -> None:
         for path, split, tasks in self.to_write:
-            write_task_parquet(tasks, path, split=split, max_turns=max_turns)
+            if self.gym in USER_GYMS:
+                write_user_gym_parquet(tasks, self.gym, path, split=split, max_turns=max_turns)
+            else:
+                write_task_parquet(tasks, path, split=split, max_turns=max_turns)
         if self.functions_path is not None:
             records = [task.to_dict() for task in self.by_id]
             self.functions_path.write_text(json.dumps(records, indent=1), encoding="utf-8")
+        if self.gym_file is not None:
+            self.gym_file.parent.mkdir(parents=True, exist_ok=True)
+            document = {**self.gym_settings, "records": [task.to_dict() for task in self.by_id]}
+            self.gym_file.write_text(json.dumps(document, indent=1), encoding="utf-8")
 
 
-def plan_data(config: VerlConfig, folder: RunFolder) -> DataPlan:
+def plan_data(config: VerlConfig, folder: RunFolder, workspace: Path | None = None) -> DataPlan:
     """Loads and checks the tasks; parquet inputs are used as they are, others are planned
-    as parquet files in the run folder (written by :meth:`DataPlan.write`)."""
+    as parquet files in the run folder (written by :meth:`DataPlan.write`). ``workspace``
+    holds the user simulator's default response cache (Telepathy/Turtle)."""
+    if config.gym in USER_GYMS:
+        return _plan_user_gym_data(config, folder, workspace)
     settings = config.tasks
     train_tasks, eval_tasks = load_task_splits(
         train_path=settings.train_path,
@@ -178,6 +200,61 @@ def plan_data(config: VerlConfig, folder: RunFolder) -> DataPlan:
         functions_path=folder.functions_file if by_id else None,
         to_write=to_write,
         by_id=list(by_id.values()),
+    )
+
+
+def _plan_user_gym_data(config: VerlConfig, folder: RunFolder, workspace: Path | None) -> DataPlan:
+    settings = config.tasks
+    assert settings.train_path is not None  # VerlConfig requires it for these gyms
+    train_tasks: list[Any] = list(
+        load_user_gym_tasks(config.gym, settings.train_path, settings.records_path)
+    )
+    if settings.eval_path is not None:
+        eval_tasks: list[Any] = list(
+            load_user_gym_tasks(config.gym, settings.eval_path, settings.records_path)
+        )
+    else:
+        train_tasks, eval_tasks = split_held_out(
+            train_tasks, settings.n_eval, settings.generator_seed
+        )
+    to_write: list[tuple[Path, str, list[Any]]] = []
+    by_title: dict[str, Any] = {}
+
+    def source(path: Path | None, planned: Path, split: str, tasks: list[Any]) -> Path:
+        # A held-out split of a parquet file cannot be handed to verl as it is: its rows
+        # are written again, the tasks inline.
+        if path is None or path.suffix.lower() != ".parquet" or settings.eval_path is None:
+            to_write.append((planned, split, tasks))
+            return planned
+        for task in tasks:
+            if by_title.setdefault(task.title.casefold(), task) != task:
+                raise TaskDataError(
+                    f"title {task.title!r} names different tasks in the training and the "
+                    "validation files",
+                    fix="use records files whose titles do not clash",
+                )
+        return path.resolve()
+
+    train_file = source(settings.train_path, folder.train_file, "train", train_tasks)
+    val_file = source(settings.eval_path, folder.val_file, "val", eval_tasks)
+    users = config.user_simulator
+    cache = users.cache_path or (workspace or folder.root) / "user-cache.sqlite"
+    gym_settings = {
+        "gym": config.gym,
+        "success_threshold": config.env.success_threshold,
+        "user_simulator": users.model_copy(update={"cache_path": cache}).model_dump(mode="json"),
+    }
+    return DataPlan(
+        train_tasks=train_tasks,
+        eval_tasks=eval_tasks,
+        train_file=train_file,
+        val_file=val_file,
+        functions_path=None,
+        to_write=to_write,
+        by_id=list(by_title.values()),
+        gym=config.gym,
+        gym_file=folder.gym_file,
+        gym_settings=gym_settings,
     )
 
 
@@ -318,7 +395,7 @@ def hydra_overrides(
     ]
     if config.model.tokenizer_path:
         pairs.append(("actor_rollout_ref.model.tokenizer_path", config.model.tokenizer_path))
-    if data.functions_path is not None:
+    if data.functions_path is not None or data.gym_file is not None:
         pairs.append(
             ("actor_rollout_ref.rollout.agent.agent_loop_config_path", str(folder.agent_loop_file))
         )
@@ -328,13 +405,16 @@ def hydra_overrides(
     return [f"{key}={hydra_value(value)}" for key, value in pairs] + list(config.verl_overrides)
 
 
-def agent_loop_yaml(functions_path: Path) -> str:
-    """verl's agent-loop config file: ``bao_agent`` with the functions file UserRL rows need."""
-    entry = {
-        "name": AGENT_NAME,
-        "_target_": "bao.verl.agent_loop.BaoAgentLoop",
-        "functions_path": str(functions_path),
-    }
+def agent_loop_yaml(data: DataPlan) -> str | None:
+    """verl's agent-loop config file: ``bao_agent`` with the functions file UserRL's
+    Function-Gym rows need, or the gym file of Telepathy/Turtle; None when neither is."""
+    entry: dict[str, Any] = {"name": AGENT_NAME, "_target_": "bao.verl.agent_loop.BaoAgentLoop"}
+    if data.functions_path is not None:
+        entry["functions_path"] = str(data.functions_path)
+    if data.gym_file is not None:
+        entry["gym_path"] = str(data.gym_file)
+    if len(entry) == 2:
+        return None
     return json.dumps([entry], indent=2) + "\n"  # JSON is YAML
 
 
@@ -469,6 +549,23 @@ def check_gpus(config: VerlConfig) -> None:
             f"schedule.nnodes) and {where} has {found}",
             fix=fix,
         )
+
+
+def check_user_simulator(config: VerlConfig) -> None:
+    """Telepathy/Turtle: the simulated user's and the judge's servers answer and serve their
+    models, before any GPU is asked for (a run against a missing server would train on
+    nothing but ``user_unavailable`` turns). Function-Gym has no simulated user."""
+    if config.gym not in USER_GYMS:
+        return
+    from bao.envs.user_simulator import SimulatedUser, UserSimulatorError
+
+    settings = config.user_simulator.model_copy(update={"cache": False})
+    try:
+        SimulatedUser.from_settings(settings).check()
+        if settings.for_evaluation() is not settings:
+            SimulatedUser.from_settings(settings.for_evaluation()).check()
+    except UserSimulatorError as error:
+        raise VerlUnavailableError(str(error)) from None
 
 
 def _local_gpus() -> int:

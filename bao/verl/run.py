@@ -17,12 +17,13 @@ from typing import Any
 
 from bao.metrics import summarize
 from bao.paths import safe_component
-from bao.verl.config import VerlConfig
+from bao.verl.config import USER_GYMS, VerlConfig
 from bao.verl.launch import (
     DataPlan,
     RunFolder,
     agent_loop_yaml,
     check_gpus,
+    check_user_simulator,
     command,
     hydra_overrides,
     plan_data,
@@ -59,10 +60,15 @@ class TrainResult:
 
 
 def prepare(
-    config: VerlConfig, folder: RunFolder, *, run_id: str | None, tracking_uri: str | None
+    config: VerlConfig,
+    folder: RunFolder,
+    *,
+    run_id: str | None,
+    tracking_uri: str | None,
+    workspace: Path | None = None,
 ) -> PreparedRun:
     """Loads the tasks, builds the overrides and validates them (writes nothing)."""
-    data = plan_data(config, folder)
+    data = plan_data(config, folder, workspace)
     env = worker_environment(run_id, tracking_uri, folder)
     overrides = hydra_overrides(
         config,
@@ -72,7 +78,7 @@ def prepare(
         run_name=f"{config.name}-seed{config.seed}",
         environment=env,
     )
-    loop_file = str(folder.agent_loop_file) if data.functions_path is not None else None
+    loop_file = str(folder.agent_loop_file) if agent_loop_yaml(data) is not None else None
     validate_overrides(
         overrides,
         {
@@ -102,7 +108,28 @@ def dry_run(config: VerlConfig, workspace: Path) -> PreparedRun:
     ``validate_config``; needs the ``verl`` extra but no GPU, and writes nothing (the data
     files it names are written by :func:`train`, and the run id is known only then)."""
     folder = run_folder(config, workspace, RUN_ID_PLACEHOLDER)
-    return prepare(config, folder, run_id=None, tracking_uri=None)
+    return prepare(config, folder, run_id=None, tracking_uri=None, workspace=workspace)
+
+
+def dry_run_notes(config: VerlConfig, prepared: PreparedRun) -> list[str]:
+    """What a dry run cannot check but a user should know before launching."""
+    notes: list[str] = []
+    batch = config.optim.train_batch_size
+    if len(prepared.data.train_tasks) < batch:
+        notes.append(
+            f"{len(prepared.data.train_tasks)} training tasks are fewer than "
+            f"optim.train_batch_size ({batch}): verl would train no step; point "
+            "tasks.train_path at a larger set (UserRL's training split)"
+        )
+    if config.gym in USER_GYMS:
+        users = config.user_simulator
+        judge = users.judge_endpoint()
+        notes.append(
+            f"the simulated user ({users.simulator.model} at {users.simulator.base_url}) and "
+            f"the judge ({judge.model} at {judge.base_url}) are not contacted by a dry run; "
+            "train checks them first"
+        )
+    return notes
 
 
 def train(config: VerlConfig, workspace: Path, resolved: dict[str, Any]) -> TrainResult:
@@ -121,10 +148,15 @@ def train(config: VerlConfig, workspace: Path, resolved: dict[str, Any]) -> Trai
         tracking_uri,
         training_run,
     )
-    from bao.verl.evaluation import last_validation_dump, read_validation_trajectories
+    from bao.verl.evaluation import (
+        last_validation_dump,
+        read_user_costs,
+        read_validation_trajectories,
+    )
 
     require_verl()
     check_gpus(config)
+    check_user_simulator(config)
     # Tasks are loaded, and the command validated, before any run is opened in MLflow.
     preview = dry_run(config, workspace)
     client = mlflow_client(workspace)
@@ -133,11 +165,18 @@ def train(config: VerlConfig, workspace: Path, resolved: dict[str, Any]) -> Trai
         client, workspace, name=config.name, seed=config.seed, backend="verl"
     ) as run_id:
         folder = run_folder(config, workspace, run_id)
-        prepared = prepare(config, folder, run_id=run_id, tracking_uri=tracking_uri(workspace))
+        prepared = prepare(
+            config,
+            folder,
+            run_id=run_id,
+            tracking_uri=tracking_uri(workspace),
+            workspace=workspace,
+        )
         folder.root.mkdir(parents=True, exist_ok=True)
         prepared.data.write(config.env.max_turns)
-        if prepared.data.functions_path is not None:
-            folder.agent_loop_file.write_text(agent_loop_yaml(prepared.data.functions_path))
+        loop_config = agent_loop_yaml(prepared.data)
+        if loop_config is not None:
+            folder.agent_loop_file.write_text(loop_config)
         log_run_inputs(client, run_id, resolved, preview.data.eval_tasks)
         client.set_tag(run_id, "bao.verl_folder", str(folder.root))
         (folder.root / "command.txt").write_text(" ".join(prepared.argv) + "\n")
@@ -151,6 +190,8 @@ def train(config: VerlConfig, workspace: Path, resolved: dict[str, Any]) -> Trai
         sink = MetricBuffer(client, run_id)
         sink({f"eval/{key}": value for key, value in metrics.items()}, step)
         sink({"train/seconds": seconds}, step)
+        # Telepathy/Turtle: what the evaluation's simulated-user calls cost (docs/gyms.md).
+        sink({f"eval/{key}": value for key, value in read_user_costs(dump).items()}, step)
         sink.flush()
         log_run_record(client, run_id, resolved, trajectories)
         for path in (folder.log_file, folder.metrics_file):

@@ -43,6 +43,7 @@ def test_summarize_worked_example() -> None:
     assert m["invalid_rate"] == pytest.approx((0 + 0 + 0 + 0 + 0.5) / 5)
     assert m["mean_user_actions"] == pytest.approx((2 + 1 + 0 + 4 + 1) / 5)
     assert m["no_answer_rate"] == pytest.approx(1 / 5)
+    assert m["user_error_rate"] == 0.0  # Function-Gym has no simulated user
     assert m["n_trajectories"] == 5
     assert m["pass_at_u_4"] == 0.6
     low, high = wilson_interval(3, 5)
@@ -56,6 +57,7 @@ def test_summarize_worked_example() -> None:
         "invalid_rate",
         "mean_user_actions",
         "no_answer_rate",
+        "user_error_rate",
         "n_trajectories",
     }
 
@@ -109,3 +111,16 @@ def test_pass_at_u_properties(batch: list[Trajectory], k_max: int) -> None:
 
 def test_metric_names_are_exactly_the_keys_summarize_returns() -> None:
     assert list(summarize([T1, T2, T3, T4, T5], k_max=4)) == metric_names(4)
+
+
+def test_user_errors_and_turtle_successes() -> None:
+    turns = [
+        Turn("action", "q", "user_unavailable", 0.0),
+        Turn("answer", "story", "answer_unjudged", 0.0),
+        Turn("answer", "story", "answer_scored", 0.6),
+        Turn("answer", "story", "answer_correct", 0.4),  # the threshold reached: a success
+    ]
+    m = summarize([Trajectory("t", turns)], k_max=3)
+    assert m["user_error_rate"] == 0.5
+    assert (m["pass_at_u_2"], m["pass_at_u_3"]) == (0.0, 1.0)
+    assert m["score"] == pytest.approx(1.0)

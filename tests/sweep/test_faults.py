@@ -337,7 +337,9 @@ def test_a_locked_mlflow_database_is_waited_out(
     # The first training ends only once the database is locked (under load, a 1 s training
     # could finish, and its writes land, before the lock was taken).
     gate = workspace.parent / "training-may-end"
-    sweep = _popen_sweep(config, workspace, {"FAKE_TRAIN_SECONDS": "0", "FAKE_TRAIN_GATE": str(gate)})
+    sweep = _popen_sweep(
+        config, workspace, {"FAKE_TRAIN_SECONDS": "0", "FAKE_TRAIN_GATE": str(gate)}
+    )
     try:
         first = _running_trial(workspace, "cmd")
         database = sqlite3.connect(workspace / "mlflow.db", isolation_level=None, timeout=60)

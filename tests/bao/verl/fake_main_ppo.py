@@ -82,7 +82,7 @@ def validate(config: Any, step: int) -> dict[str, float]:
 
     from bao.verl.data import task_from_row
     from tests.bao.verl.chat_tokenizer import HF_MODEL_TYPE
-    from tests.bao.verl.fakes import FakeServer, scripted
+    from tests.bao.verl.fakes import USER_GYM_POLICIES, FakeServer, scripted, user_gym_scripted
 
     tokenizer = AutoTokenizer.from_pretrained(config.actor_rollout_ref.model.path)
     dataset = RLHFDataset(config.data.val_files, tokenizer, config.data)
@@ -93,16 +93,25 @@ def validate(config: Any, step: int) -> dict[str, float]:
             registry[entry.name] = entry
 
     async def play(row: dict[str, Any], index: int) -> Any:
-        functions = registry[rollout.agent.default_agent_loop].get("functions_path")
-        from bao.tasks import load_function_tasks
+        entry = registry[rollout.agent.default_agent_loop]
+        functions, gym_path = entry.get("functions_path"), entry.get("gym_path")
+        policy = USER_GYM_POLICIES[index % 3]
+        if gym_path:  # Telepathy/Turtle: the loop's own lookup (by title, or inline)
+            from bao.verl.agent_loop import _user_gym
+            from bao.verl.data import user_gym_task_from_row
 
-        lookup = {t.id: t for t in load_function_tasks(functions)} if functions else None
-        task = task_from_row(row, lookup)
-        policy = ("oracle", "guess_every_turn", "never_answer")[index % 3]
+            gym = _user_gym(gym_path)
+            task = user_gym_task_from_row(row, gym.gym, gym.by_title)
+            reply = user_gym_scripted(task, policy)
+        else:
+            from bao.tasks import load_function_tasks
+
+            lookup = {t.id: t for t in load_function_tasks(functions)} if functions else None
+            reply = scripted(task_from_row(row, lookup), policy, index)
         loop = hydra.utils.instantiate(
             registry[row.get("agent_name") or rollout.agent.default_agent_loop],
             trainer_config=DictConfigWrap(config),
-            server_manager=FakeServer(tokenizer, scripted(task, policy, index)),
+            server_manager=FakeServer(tokenizer, reply),
             tokenizer=tokenizer,
             processor=None,
             dataset_cls=RLHFDataset,
@@ -133,7 +142,7 @@ def validate(config: Any, step: int) -> dict[str, float]:
         dump_path=config.trainer.validation_data_dir,
         global_steps=step,
     )
-    sources = ["function_gym"] * len(outputs)
+    sources = [str(dataset[i].get("data_source", "function_gym")) for i in range(len(outputs))]
     uids = [str(i) for i in range(len(outputs))]
     metrics = process_validation_metrics(sources, uids, dict(infos))
     flat = {}

@@ -10,6 +10,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 from verl.workers.rollout.replica import TokenOutput
 
+from bao.gym_tasks import TelepathyEntity, TurtleStory
 from bao.scripted import SCRIPTED_POLICIES
 from bao.tasks import FunctionTask
 from tests.bao.verl.chat_tokenizer import assistant_reply_ids
@@ -28,6 +29,28 @@ def scripted(task: FunctionTask, policy: str, seed: int = 0) -> Reply:
     rng = random.Random(seed)
     function = SCRIPTED_POLICIES[policy]
     return lambda turn: tool_call(*function(task, turn, rng))
+
+
+USER_GYM_POLICIES = ("oracle", "guess_every_turn", "never_answer")
+
+
+def solution(task: TelepathyEntity | TurtleStory) -> str:
+    """What solves a task for ``tests.bao.envs.fake_openai.rule_based_user``'s judge."""
+    if isinstance(task, TelepathyEntity):
+        return task.target_entity.split(" - ", 1)[0]
+    return " ".join(item.statement for item in task.rubric)
+
+
+def user_gym_scripted(task: TelepathyEntity | TurtleStory, policy: str) -> Reply:
+    """Telepathy/Turtle replies: ``oracle`` asks once then answers right; ``guess_every_turn``
+    answers wrong every turn; ``never_answer`` only asks."""
+    if policy == "oracle":
+        return lambda turn: tool_call(
+            *(("action", "Is it real?") if turn == 0 else ("answer", solution(task)))
+        )
+    if policy == "guess_every_turn":
+        return lambda turn: tool_call("answer", f"a wrong guess number {turn}")
+    return lambda turn: tool_call("action", f"Is it about thing {turn}?")
 
 
 class FakeServer:
@@ -53,3 +76,33 @@ class FakeServer:
             log_probs=[-0.5] * len(ids),
             extra_fields={"min_global_steps": 4, "max_global_steps": 4 + turn, "engine": "fake"},
         )
+
+
+async def play_row(
+    composed: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    server: FakeServer,
+    row: dict[str, Any],
+    **loop_kwargs: Any,
+) -> Any:
+    """One episode of ``row`` by the ``bao_agent`` loop on ``composed``'s settings, built
+    inside the running event loop (its token merges run in that loop's executor)."""
+    from verl.experimental.agent_loop.agent_loop import DictConfigWrap
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    from bao.verl.agent_loop import BaoAgentLoop, BaoAgentLoopOutput
+    from tests.bao.verl.chat_tokenizer import HF_MODEL_TYPE
+
+    loop = BaoAgentLoop(
+        trainer_config=DictConfigWrap(composed),
+        server_manager=server,
+        tokenizer=tokenizer,
+        processor=None,
+        dataset_cls=RLHFDataset,
+        data_config=DictConfigWrap(composed.data),
+        hf_model_type=HF_MODEL_TYPE,
+        **loop_kwargs,
+    )
+    output = await loop.run({"temperature": 1.0}, **{**row, "raw_prompt": row["prompt"]})
+    assert isinstance(output, BaoAgentLoopOutput)
+    return output

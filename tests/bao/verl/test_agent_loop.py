@@ -22,11 +22,9 @@ import pytest
 pytest.importorskip("verl")
 
 import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
-from verl.experimental.agent_loop.agent_loop import DictConfigWrap
+from transformers import PreTrainedTokenizerBase
 from verl.protocol import DataProto
 from verl.trainer.ppo.ray_trainer import compute_advantage
-from verl.utils.dataset.rl_dataset import RLHFDataset
 
 import bao.verl.register  # noqa: F401  (what VERL_USE_EXTERNAL_MODULES imports)
 from bao.advantage import turn_advantages
@@ -35,26 +33,16 @@ from bao.scripted import SCRIPTED_POLICIES, play_episode
 from bao.shaping import ShapingCoefficients, shape_turn_rewards
 from bao.tasks import FunctionTask, generate_function_tasks
 from bao.trajectory import Trajectory
-from bao.verl.agent_loop import BaoAgentLoop, BaoAgentLoopOutput, place_turn_rewards
+from bao.verl.agent_loop import BaoAgentLoopOutput, place_turn_rewards
 from bao.verl.config import VerlConfig
 from bao.verl.data import TRAJECTORY_KEY, task_row
 from bao.verl.launch import RunFolder, hydra_overrides, plan_data, validate_overrides
-from tests.bao.verl.chat_tokenizer import (
-    HF_MODEL_TYPE,
-    build_chat_tokenizer,
-)
-from tests.bao.verl.fakes import FakeServer, Reply, scripted, tool_call
+from tests.bao.verl.fakes import FakeServer, Reply, play_row, scripted, tool_call
 
 MAX_TURNS = 8
 COEFFICIENTS = ShapingCoefficients(
     user_lambda=0.1, info_seeking=0.2, over_thinking=0.05, min_turns=MAX_TURNS
 )
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> PreTrainedTokenizerBase:
-    folder = build_chat_tokenizer(tmp_path_factory.mktemp("tokenizer"))
-    return AutoTokenizer.from_pretrained(folder)
 
 
 def verl_config(tmp_path: Path, **changes: Any) -> Any:
@@ -91,25 +79,7 @@ def play(
     **loop_kwargs: Any,
 ) -> tuple[BaoAgentLoopOutput, FakeServer]:
     server = FakeServer(tokenizer, reply)
-
-    async def episode() -> BaoAgentLoopOutput:
-        # Built inside the running loop: the loop's token merges run in its executor.
-        loop = BaoAgentLoop(
-            trainer_config=DictConfigWrap(composed),
-            server_manager=server,
-            tokenizer=tokenizer,
-            processor=None,
-            dataset_cls=RLHFDataset,
-            data_config=DictConfigWrap(composed.data),
-            hf_model_type=HF_MODEL_TYPE,
-            **loop_kwargs,
-        )
-        kwargs = {**row, "raw_prompt": row["prompt"]}
-        output = await loop.run({"temperature": 1.0}, **kwargs)
-        assert isinstance(output, BaoAgentLoopOutput)
-        return output
-
-    return asyncio.run(episode()), server
+    return asyncio.run(play_row(composed, tokenizer, server, row, **loop_kwargs)), server
 
 
 def runs(mask: Sequence[int]) -> list[tuple[int, int]]:
