@@ -181,7 +181,13 @@ class _UserGymEnv(TurnBudget):
             reply = client.request(messages, parse, purpose=f"{self.gym} {purpose}")
         except UserSimulatorError as error:
             log.warning("%s", error)
-            self.stats.add_failure(error.attempts, error.seconds)
+            self.stats.add_failure(error)
+            return None
+        except Exception:  # a bug of ours or the client's must not end a training run
+            log.exception(
+                "%s %s call failed unexpectedly; the turn goes unanswered", self.gym, purpose
+            )
+            self.stats.add_failure(UserSimulatorError("unexpected error"))
             return None
         self.stats.add(reply)
         return reply.value

@@ -37,6 +37,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Generic, TypeVar
@@ -85,6 +86,12 @@ class EndpointSettings(_Section):
     """Longest wait between tries."""
     concurrency: int = Field(32, ge=1)
     """Requests in flight at once to this endpoint, per process."""
+    circuit_failures: int = Field(3, ge=1)
+    """Calls in a row that got no usable reply before the endpoint counts as down: further
+    calls then fail at once, without a request, for ``circuit_cooldown_s`` (an outage costs
+    episodes seconds, not ``max_attempts`` timeouts per turn)."""
+    circuit_cooldown_s: float = Field(30.0, ge=0.0)
+    """How long a down endpoint is not asked; then one call tries it again."""
     json_mode: bool = False
     """Send ``response_format: {type: json_object}`` (SGLang and vLLM constrain decoding to
     JSON with it; some servers reject it)."""
@@ -139,9 +146,11 @@ class UserSimulatorError(BaoError):
     """The simulated user or judge gave no usable reply after every attempt."""
 
     attempts: int = 0
-    """Requests sent before giving up."""
+    """Requests sent before giving up (0 while the endpoint's circuit is open)."""
     seconds: float = 0.0
     """Time spent on them, backoff included."""
+    usage: tuple[int, int] = (0, 0)
+    """Prompt and completion tokens the server billed for them (malformed replies)."""
 
 
 class MalformedReplyError(ValueError):
@@ -163,7 +172,7 @@ def parse_json_object(text: str, fields: Mapping[str, Callable[[Any], T]]) -> di
     body = _THINK_BLOCK.sub("", text, count=1).strip()
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise MalformedReplyError(f"not a JSON object: {_clip(text)!r}") from None
     if not isinstance(data, dict):
         raise MalformedReplyError(f"expected a JSON object, got {type(data).__name__}")
@@ -237,8 +246,10 @@ class ResponseCache:
                 return
             try:
                 connection = self._open()
+                # REPLACE: a row that no longer parses (the parser grew stricter) is
+                # overwritten by the reply asked again in its place.
                 connection.execute(
-                    "INSERT OR IGNORE INTO replies VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (key, model, purpose, reply, usage[0], usage[1], time.time()),
                 )
                 connection.commit()
@@ -250,6 +261,11 @@ class ResponseCache:
             return int(self._open().execute("SELECT COUNT(*) FROM replies").fetchone()[0])
 
     def _give_up(self, error: Exception) -> None:
+        if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+            # Another process held the lock past the timeout: this lookup or write is
+            # skipped, the cache stays in use.
+            log.info("user-simulator cache %s is busy (%s); skipped once", self.path, error)
+            return
         log.warning(
             "user-simulator cache %s is unusable (%s); going on without it", self.path, error
         )
@@ -286,15 +302,20 @@ class Reply(Generic[T]):
     value: T
     cached: bool
     attempts: int
-    """Requests sent (0 for a cache hit)."""
+    """Requests sent (0 for a cache hit, or for a reply shared with a request in flight)."""
     prompt_tokens: int
+    """Tokens billed for this call: every attempt's, malformed ones included; 0 when the
+    reply came from the cache or from another caller's request."""
     completion_tokens: int
     seconds: float
 
 
 @dataclass
 class CallStats:
-    """What an episode's calls to the user and the judge cost (summed over calls)."""
+    """What an episode's calls to the user and the judge cost (summed over calls).
+
+    ``cache_hits`` counts the calls answered without a request of their own: from the cache,
+    or by the reply to the same request another episode had in flight."""
 
     calls: int = 0
     cache_hits: int = 0
@@ -312,11 +333,13 @@ class CallStats:
         self.completion_tokens += reply.completion_tokens
         self.seconds += reply.seconds
 
-    def add_failure(self, attempts: int, seconds: float) -> None:
+    def add_failure(self, error: UserSimulatorError) -> None:
         self.calls += 1
         self.failures += 1
-        self.requests += attempts
-        self.seconds += seconds
+        self.requests += error.attempts
+        self.prompt_tokens += error.usage[0]
+        self.completion_tokens += error.usage[1]
+        self.seconds += error.seconds
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -351,11 +374,19 @@ class ChatJSONClient:
     cache: ResponseCache | None = None
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
+    clock: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
         self._slots = threading.BoundedSemaphore(self.endpoint.concurrency)
         self._client: Any = None
         self._client_lock = threading.Lock()
+        # Requests in flight by cache key: a second caller of the same request waits for the
+        # first one's reply instead of asking again (the 8 rollouts of a GRPO group often
+        # open with the same question).
+        self._in_flight: dict[str, Future[tuple[str, tuple[int, int]]]] = {}
+        self._state_lock = threading.Lock()
+        self._failures_in_row = 0
+        self._down_until = 0.0
 
     def _openai(self) -> Any:
         with self._client_lock:
@@ -385,7 +416,7 @@ class ChatJSONClient:
             UserSimulatorError: no valid reply after ``max_attempts`` tries, or a request the
                 server refuses for good (a wrong model name, a rejected field).
         """
-        started = time.monotonic()
+        started = self.clock()
         key = request_key(self.endpoint, messages)
         if self.cache is not None:
             hit = self.cache.get(key)
@@ -395,11 +426,67 @@ class ChatJSONClient:
                 except MalformedReplyError:
                     log.warning("a cached %s reply no longer parses; asking again", purpose)
                 else:
-                    return Reply(value, True, 0, hit[1], hit[2], time.monotonic() - started)
+                    return Reply(value, True, 0, 0, 0, self.clock() - started)
+            return self._shared_request(key, messages, parse, purpose, started)
+        return self._ask(key, messages, parse, purpose, started)
+
+    def _shared_request(
+        self,
+        key: str,
+        messages: Sequence[Mapping[str, str]],
+        parse: Callable[[str], T],
+        purpose: str,
+        started: float,
+    ) -> Reply[T]:
+        """With a cache, one request per key at a time: later callers share its reply."""
+        mine: Future[tuple[str, tuple[int, int]]] = Future()
+        with self._state_lock:
+            pending = self._in_flight.setdefault(key, mine)
+        if pending is not mine:
+            try:
+                text, _ = pending.result()
+                return Reply(parse(text), True, 0, 0, 0, self.clock() - started)
+            except (UserSimulatorError, MalformedReplyError):
+                pass  # the first caller failed: ask on our own
+            return self._ask(key, messages, parse, purpose, started)
+        try:
+            reply = self._ask(key, messages, parse, purpose, started, shared=mine)
+        except BaseException as error:
+            mine.set_exception(error)
+            raise
+        finally:
+            with self._state_lock:
+                self._in_flight.pop(key, None)
+        return reply
+
+    def _ask(
+        self,
+        key: str,
+        messages: Sequence[Mapping[str, str]],
+        parse: Callable[[str], T],
+        purpose: str,
+        started: float,
+        *,
+        shared: Future[tuple[str, tuple[int, int]]] | None = None,
+    ) -> Reply[T]:
+        with self._state_lock:
+            down = self.clock() < self._down_until
+        if down:
+            failure = UserSimulatorError(
+                f"{purpose}: model {self.endpoint.model!r} at {self.endpoint.base_url} is "
+                f"down ({self.endpoint.circuit_failures} calls in a row got no usable reply); "
+                f"not asked again for {self.endpoint.circuit_cooldown_s:g} s",
+                fix="check the server (GET /v1/models) and its logs",
+            )
+            failure.seconds = self.clock() - started
+            raise failure
         attempts, problem = 0, ""
+        billed = [0, 0]
         for attempt in range(1, self.endpoint.max_attempts + 1):
             attempts = attempt
             outcome = self._send(messages)
+            billed[0] += outcome.usage[0]
+            billed[1] += outcome.usage[1]
             if outcome.text is not None:
                 try:
                     value = parse(outcome.text)
@@ -414,7 +501,11 @@ class ChatJSONClient:
                             reply=outcome.text,
                             usage=outcome.usage,
                         )
-                    return Reply(value, False, attempt, *outcome.usage, time.monotonic() - started)
+                    if shared is not None:
+                        shared.set_result((outcome.text, outcome.usage))
+                    self._record(success=True)
+                    seconds = self.clock() - started
+                    return Reply(value, False, attempt, billed[0], billed[1], seconds)
             else:
                 problem = outcome.error
                 if outcome.permanent:
@@ -431,14 +522,33 @@ class ChatJSONClient:
                     wait,
                 )
                 self.sleep(wait)
+        self._record(success=False)
         failure = UserSimulatorError(
             f"{purpose}: model {self.endpoint.model!r} at {self.endpoint.base_url} gave no "
             f"usable reply in {attempts} {'try' if attempts == 1 else 'tries'} ({problem})",
             fix="check the server (GET /v1/models), its load, and user_simulator's timeout_s "
             "and max_attempts",
         )
-        failure.attempts, failure.seconds = attempts, time.monotonic() - started
+        failure.attempts, failure.seconds = attempts, self.clock() - started
+        failure.usage = (billed[0], billed[1])
         raise failure
+
+    def _record(self, *, success: bool) -> None:
+        """The circuit breaker: ``circuit_failures`` failed calls in a row open it."""
+        with self._state_lock:
+            if success:
+                self._failures_in_row = 0
+                return
+            self._failures_in_row += 1
+            if self._failures_in_row >= self.endpoint.circuit_failures:
+                self._down_until = self.clock() + self.endpoint.circuit_cooldown_s
+                self._failures_in_row = 0
+                log.warning(
+                    "user-simulator model %r at %s is down; calls fail at once for %g s",
+                    self.endpoint.model,
+                    self.endpoint.base_url,
+                    self.endpoint.circuit_cooldown_s,
+                )
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         base = min(self.endpoint.max_backoff_s, self.endpoint.backoff_s * 2.0 ** (attempt - 1))
@@ -472,19 +582,9 @@ class ChatJSONClient:
                 )
             except openai.APIConnectionError as error:  # timeouts included
                 return _Attempt(error=f"{type(error).__name__}: {first_line(error)[:160]}")
-            except openai.OpenAIError as error:  # a body the client could not read
-                return _Attempt(error=f"{type(error).__name__}: {first_line(error)[:160]}")
-        choices = getattr(completion, "choices", None) or []
-        message = getattr(choices[0], "message", None) if choices else None
-        text = getattr(message, "content", None)
-        if not isinstance(text, str):
-            return _Attempt(text=None, error="a reply without message content")
-        usage = getattr(completion, "usage", None)
-        tokens = (
-            int(getattr(usage, "prompt_tokens", 0) or 0),
-            int(getattr(usage, "completion_tokens", 0) or 0),
-        )
-        return _Attempt(text=text, usage=tokens)
+            except Exception as error:  # a body the client cannot read (a proxy's error page)
+                return _Attempt(error=f"unreadable reply ({type(error).__name__}: {error})"[:200])
+        return _read_completion(completion)
 
     def check_model(self) -> None:
         """Asks the server which models it serves; raises :class:`UserSimulatorError` (one
@@ -505,6 +605,62 @@ class ChatJSONClient:
                 f"{self.endpoint.model!r} (it serves {served})",
                 fix="set user_simulator.*.model to one of those names",
             )
+        # One real request with every configured field: a server that rejects one of them
+        # (json_mode, extra_body) or a model that does not reply in JSON is found now, not
+        # as a run whose every turn went unanswered.
+        probe = [
+            {"role": "system", "content": PREFLIGHT_PROMPT},
+            {"role": "user", "content": "Is water wet?"},
+        ]
+        try:
+            ChatJSONClient(self.endpoint, sleep=self.sleep, rng=self.rng).request(
+                probe, _preflight_parse, purpose="preflight"
+            )
+        except UserSimulatorError as error:
+            raise UserSimulatorError(
+                f"the user-simulator model {self.endpoint.model!r} does not answer as the gyms "
+                f"need: {error.what}",
+                fix="check json_mode, extra_body and max_tokens against the server (docs/gyms.md)",
+            ) from None
+
+
+PREFLIGHT_PROMPT: Final = (
+    'You answer yes/no questions. Reply with nothing but the JSON object {"reply": "Yes"}, '
+    '{"reply": "No"} or {"reply": "Maybe"}.'
+)
+
+
+def _preflight_parse(text: str) -> str:
+    reply = parse_json_object(text, {"reply": str})["reply"]
+    if reply not in ("Yes", "No", "Maybe"):
+        raise MalformedReplyError(f"'reply' must be Yes, No or Maybe, got {reply!r}")
+    return reply
+
+
+def _read_completion(completion: Any) -> _Attempt:
+    """The message text and token counts of a chat completion, whatever shape the server
+    gave it: a reply without readable content is a failed attempt, never an exception."""
+    try:
+        choices = getattr(completion, "choices", None)
+        message = getattr(choices[0], "message", None) if choices else None
+        text = getattr(message, "content", None)
+    except (TypeError, IndexError, KeyError, AttributeError):
+        text = None
+    if not isinstance(text, str):
+        return _Attempt(text=None, error="a reply without message content")
+    usage = getattr(completion, "usage", None)
+    return _Attempt(
+        text=text,
+        usage=(
+            _count(getattr(usage, "prompt_tokens", 0)),
+            _count(getattr(usage, "completion_tokens", 0)),
+        ),
+    )
+
+
+def _count(value: Any) -> int:
+    """A token count as the server sent it; anything but a non-negative integer counts 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _retry_after(error: Any) -> float | None:

@@ -62,6 +62,7 @@ from bao.tasks import FunctionTask, load_function_tasks
 from bao.trajectory import Trajectory, Turn
 from bao.verl.data import (
     AGENT_NAME,
+    EVAL_KEY,
     GYM_TOOL_CHOICES,
     GYM_TOOL_SCHEMAS,
     METRIC_PREFIX,
@@ -109,10 +110,6 @@ def _functions(path: str) -> dict[str, FunctionTask]:
     return {task.id: task for task in load_function_tasks(path)}
 
 
-VALIDATION_SPLITS: Final = frozenset({"val", "validation", "test"})
-"""``extra_info.split`` values of validation rows (ours say val, UserRL's test)."""
-
-
 class UserGym:
     """A Telepathy/Turtle gym file, read once per worker process: the gym, its simulated user
     (shared by every episode the process plays) and the records UserRL rows name by title."""
@@ -126,18 +123,27 @@ class UserGym:
         self.by_title: dict[str, TelepathyEntity | TurtleStory] = by_title(
             read(record, where=f"{path}: records") for record in document.get("records", [])
         )
-        # Each step of these gyms waits on HTTP; as many threads as requests may be in flight.
-        workers = max(
-            self.settings.simulator.concurrency, self.settings.judge_endpoint().concurrency
-        )
+        # Each step of these gyms waits on HTTP: as many threads as requests may be in flight,
+        # over every endpoint an episode of this process may ask.
+        training, evaluation = self.settings, self.settings.for_evaluation()
+        endpoints = {
+            endpoint.model_dump_json(): endpoint.concurrency
+            for endpoint in (
+                training.simulator,
+                training.judge_endpoint(),
+                evaluation.simulator,
+                evaluation.judge_endpoint(),
+            )
+        }
+        workers = sum(endpoints.values())
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bao-user")
 
     def env(self, row: dict[str, Any], max_turns: int) -> TelepathyGymEnv | TurtleGymEnv:
-        """The episode of ``row``: validation rows (split val or test) meet the eval user."""
+        """The episode of ``row``: validation rows (marked by the launcher, ``extra_info.
+        bao_eval``) meet the evaluation's user and judge."""
         task = user_gym_task_from_row(row, self.gym, self.by_title)
         extra = row.get("extra_info")
-        split = extra.get("split") if isinstance(extra, dict) else None
-        evaluating = str(split).lower() in VALIDATION_SPLITS
+        evaluating = isinstance(extra, dict) and extra.get(EVAL_KEY) is True
         user = shared_user(self.settings.for_evaluation() if evaluating else self.settings)
         if isinstance(task, TelepathyEntity):
             return TelepathyGymEnv(task, user, max_turns=max_turns)

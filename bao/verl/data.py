@@ -42,6 +42,10 @@ USER_GYM_TOOL_CHOICES: Final = ("action", "answer", "finish")
 """Telepathy-Gym and Turtle-Gym have no search."""
 GYM_KEY: Final = "bao_gym"
 """``extra_info`` key naming the gym of a row written here."""
+EVAL_KEY: Final = "bao_eval"
+"""``extra_info`` key marking a validation row (Telepathy/Turtle): its episodes meet the
+evaluation's simulated user and judge. verl does not tell an agent loop whether it plays a
+validation pass, and a row's ``split`` is whatever its file says."""
 
 
 def _tool_schema(choices: Sequence[str], choice_help: str, content_help: str) -> dict[str, Any]:
@@ -266,6 +270,7 @@ def user_gym_row(
             "split": split,
             "bao_task": json.dumps(task.to_dict()),
             GYM_KEY: gym,
+            EVAL_KEY: split == "val",
         },
     }
 
@@ -276,6 +281,18 @@ def write_user_gym_parquet(
     """Writes Telepathy/Turtle ``tasks`` as verl rows to ``path``."""
     rows = [user_gym_row(task, gym, index, split, max_turns) for index, task in enumerate(tasks)]
     return _write_rows(rows, path, split)
+
+
+def write_marked_rows(source: Path, target: Path) -> Path:
+    """A copy of a validation parquet file with every row marked ``extra_info.bao_eval``
+    (the rest of each row, UserRL's prompt included, as it is)."""
+    from bao.tasks import read_parquet_rows
+
+    rows = read_parquet_rows(source)
+    for row in rows:
+        extra = row.get("extra_info")
+        row["extra_info"] = {**(extra if isinstance(extra, Mapping) else {}), EVAL_KEY: True}
+    return _write_rows(rows, target, "val")
 
 
 def user_gym_task_from_row(

@@ -46,7 +46,12 @@ from bao.gym_tasks import load_user_gym_tasks, split_held_out
 from bao.processes import die_with_parent
 from bao.tasks import FunctionTask, load_task_splits
 from bao.verl.config import USER_GYMS, VerlConfig
-from bao.verl.data import AGENT_NAME, write_task_parquet, write_user_gym_parquet
+from bao.verl.data import (
+    AGENT_NAME,
+    write_marked_rows,
+    write_task_parquet,
+    write_user_gym_parquet,
+)
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +146,13 @@ class DataPlan:
     """Telepathy/Turtle: the file the agent loop reads its gym settings (and the records
     that UserRL rows name by title) from."""
     gym_settings: dict[str, Any] = field(default_factory=dict)
+    marked_copies: list[tuple[Path, Path]] = field(default_factory=list)
+    """Telepathy/Turtle: (UserRL validation parquet, its copy in the run folder with every row
+    marked ``extra_info.bao_eval``, so its episodes meet the evaluation's user)."""
 
     def write(self, max_turns: int) -> None:
+        for source, target in self.marked_copies:
+            write_marked_rows(source, target)
         for path, split, tasks in self.to_write:
             if self.gym in USER_GYMS:
                 write_user_gym_parquet(tasks, self.gym, path, split=split, max_turns=max_turns)
@@ -214,10 +224,11 @@ def _plan_user_gym_data(config: VerlConfig, folder: RunFolder, workspace: Path |
             load_user_gym_tasks(config.gym, settings.eval_path, settings.records_path)
         )
     else:
-        train_tasks, eval_tasks = split_held_out(
-            train_tasks, settings.n_eval, settings.generator_seed
-        )
+        # A parquet file may name a task twice; held out, it must be on one side only.
+        unique = list({task.id: task for task in train_tasks}.values())
+        train_tasks, eval_tasks = split_held_out(unique, settings.n_eval, settings.generator_seed)
     to_write: list[tuple[Path, str, list[Any]]] = []
+    marked: list[tuple[Path, Path]] = []
     by_title: dict[str, Any] = {}
 
     def source(path: Path | None, planned: Path, split: str, tasks: list[Any]) -> Path:
@@ -233,12 +244,16 @@ def _plan_user_gym_data(config: VerlConfig, folder: RunFolder, workspace: Path |
                     "validation files",
                     fix="use records files whose titles do not clash",
                 )
+        if split == "val":  # UserRL's rows as they are, marked as validation (EVAL_KEY)
+            marked.append((path.resolve(), planned))
+            return planned
         return path.resolve()
 
     train_file = source(settings.train_path, folder.train_file, "train", train_tasks)
     val_file = source(settings.eval_path, folder.val_file, "val", eval_tasks)
     users = config.user_simulator
-    cache = users.cache_path or (workspace or folder.root) / "user-cache.sqlite"
+    # Absolute: Ray workers may run in another working directory.
+    cache = (users.cache_path or (workspace or folder.root) / "user-cache.sqlite").resolve()
     gym_settings = {
         "gym": config.gym,
         "success_threshold": config.env.success_threshold,
@@ -255,6 +270,7 @@ def _plan_user_gym_data(config: VerlConfig, folder: RunFolder, workspace: Path |
         gym=config.gym,
         gym_file=folder.gym_file,
         gym_settings=gym_settings,
+        marked_copies=marked,
     )
 
 

@@ -121,6 +121,12 @@ def dry_run_notes(config: VerlConfig, prepared: PreparedRun) -> list[str]:
             f"optim.train_batch_size ({batch}): verl would train no step; point "
             "tasks.train_path at a larger set (UserRL's training split)"
         )
+    if config.gym in USER_GYMS and config.schedule.nnodes > 1 and config.user_simulator.cache:
+        notes.append(
+            "the user-simulator cache is a SQLite file in the workspace: on several nodes, set "
+            "user_simulator.cache_path to a local disk of each node (SQLite's locking does not "
+            "span machines)"
+        )
     if config.gym in USER_GYMS:
         users = config.user_simulator
         judge = users.judge_endpoint()

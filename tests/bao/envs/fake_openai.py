@@ -35,6 +35,9 @@ class Script:
     drop: bool = False
     """Close the connection without an answer."""
     headers: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] | str | None = None
+    """Send this as the whole response body (a completion of the wrong shape, or text that
+    is not JSON at all) with status 200, instead of a proper completion."""
 
 
 Responder = Callable[[dict[str, Any]], Script]
@@ -48,6 +51,8 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.in_flight_by_model: dict[str, int] = {}
+        self.max_in_flight_by_model: dict[str, int] = {}
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -82,8 +87,10 @@ class FakeOpenAI:
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 return
 
-            def _send(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
-                data = json.dumps(body).encode()
+            def _send(
+                self, status: int, body: dict[str, Any] | str, headers: dict[str, str]
+            ) -> None:
+                data = (body if isinstance(body, str) else json.dumps(body)).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -102,10 +109,16 @@ class FakeOpenAI:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
+                model = str(body.get("model"))
                 with fake._lock:
                     fake.requests.append(body)
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                    now = fake.in_flight_by_model.get(model, 0) + 1
+                    fake.in_flight_by_model[model] = now
+                    fake.max_in_flight_by_model[model] = max(
+                        fake.max_in_flight_by_model.get(model, 0), now
+                    )
                 try:
                     script = fake.responder(body)
                     if script.delay:
@@ -118,12 +131,16 @@ class FakeOpenAI:
                         error = {"message": f"fake error {script.status}", "type": "fake"}
                         self._send(script.status, {"error": error}, script.headers)
                         return
+                    if script.body is not None:
+                        self._send(200, script.body, script.headers)
+                        return
                     self._send(200, _completion(body, script.text or ""), script.headers)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up first (a timeout test)
                 finally:
                     with fake._lock:
                         fake.in_flight -= 1
+                        fake.in_flight_by_model[model] -= 1
 
         return Handler
 
@@ -200,6 +217,8 @@ def rule_based_user(request: dict[str, Any]) -> Script:
         return Script(json.dumps({"scores": scores}))
     if content.endswith("?!"):
         return Script(json.dumps({"reply": "Maybe"}))
+    if "You are thinking of this: " not in system and "What really happened:\n" not in system:
+        return Script(json.dumps({"reply": "Yes"}))  # a question about nothing (preflight)
     if "You are thinking of this: " in system:  # Telepathy
         known = system.split("You are thinking of this: ", 1)[1].split("\n", 1)[0]
     else:  # Turtle

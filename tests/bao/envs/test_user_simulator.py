@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 from pathlib import Path
@@ -124,6 +123,8 @@ def test_every_malformed_reply_ends_in_one_clear_error() -> None:
         chat = client(server.base_url)
         with pytest.raises(UserSimulatorError) as caught:
             chat.request(QUESTION, parse_user_reply, purpose="telepathy_gym question")
+    assert caught.value.attempts == 3
+    assert caught.value.usage[1] == 3 * 3  # what the malformed replies were billed
     message = str(caught.value)
     assert "\n" not in message
     assert "telepathy_gym question" in message
@@ -148,6 +149,112 @@ def test_server_failures_are_retried_with_backoff(failure: Script) -> None:
     # Exponential with jitter: try n waits between half and all of backoff * 2^(n-1).
     assert 0.25 <= waits[0] <= 0.5
     assert 0.5 <= waits[1] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<html>502 Bad Gateway</html>",  # a proxy's page, labelled JSON
+        {"id": "x", "choices": 5},
+        {"id": "x", "choices": []},
+        {"id": "x", "choices": [{"message": {"role": "assistant", "content": None}}]},
+        {"id": "x"},
+    ],
+    ids=["not-json", "choices-a-number", "no-choices", "no-content", "no-fields"],
+)
+def test_completions_of_the_wrong_shape_are_failed_attempts(body: Any) -> None:
+    with fake_openai(scripted(Script(body=body), Script('{"reply": "No"}'))) as server:
+        reply = client(server.base_url).request(QUESTION, parse_user_reply, purpose="q")
+    assert (reply.value, reply.attempts) == ("No", 2)
+
+
+def test_token_counts_of_the_wrong_type_count_zero() -> None:
+    odd = {
+        "id": "x",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": '{"reply": "Yes"}'}}],
+        "usage": {"prompt_tokens": "n/a", "completion_tokens": -3, "total_tokens": 0},
+    }
+    with fake_openai(scripted(Script(body=odd))) as server:
+        reply = client(server.base_url).request(QUESTION, parse_user_reply, purpose="q")
+    assert (reply.value, reply.prompt_tokens, reply.completion_tokens) == ("Yes", 0, 0)
+
+
+def test_deeply_nested_replies_are_malformed_not_a_crash() -> None:
+    with pytest.raises(MalformedReplyError):
+        parse_user_reply("[" * 100_000 + "]" * 100_000)
+
+
+def test_an_endpoint_that_keeps_failing_is_left_alone_for_a_while() -> None:
+    now = [0.0]
+    with fake_openai(scripted(Script(status=503))) as server:
+        chat = ChatJSONClient(
+            endpoint(server.base_url, max_attempts=2, circuit_failures=2, circuit_cooldown_s=30),
+            sleep=Waits(),
+            clock=lambda: now[0],
+        )
+        for _ in range(2):
+            with pytest.raises(UserSimulatorError, match="in 2 tries"):
+                chat.request(QUESTION, parse_user_reply, purpose="q")
+        assert len(server.requests) == 4
+        # Down: further calls fail at once, nothing is sent.
+        with pytest.raises(UserSimulatorError, match="is down") as caught:
+            chat.request(QUESTION, parse_user_reply, purpose="q")
+        assert caught.value.attempts == 0
+        assert len(server.requests) == 4
+        now[0] = 31.0  # the cool-down is over: asked again
+        with pytest.raises(UserSimulatorError, match="in 2 tries"):
+            chat.request(QUESTION, parse_user_reply, purpose="q")
+        assert len(server.requests) == 6
+
+
+def test_a_success_closes_the_circuit_count() -> None:
+    failing = [Script(status=503)] * 2 + [Script('{"reply": "Yes"}')] + [Script(status=503)] * 2
+    with fake_openai(scripted(*failing, Script('{"reply": "No"}'))) as server:
+        chat = client(server.base_url, max_attempts=1, circuit_failures=3)
+        outcomes = []
+        for _ in range(6):
+            try:
+                outcomes.append(chat.request(QUESTION, parse_user_reply, purpose="q").value)
+            except UserSimulatorError:
+                outcomes.append("failed")
+    # Never three failures in a row, so never down: every call reached the server.
+    assert outcomes == ["failed", "failed", "Yes", "failed", "failed", "No"]
+    assert len(server.requests) == 6
+
+
+def test_concurrent_callers_of_one_request_share_its_reply(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    with fake_openai(lambda request: Script('{"reply": "Yes"}', delay=0.3)) as server:
+        chat = client(server.base_url, cache)
+        replies: list[Any] = []
+        errors: list[BaseException] = []
+
+        def ask() -> None:
+            try:
+                replies.append(chat.request(QUESTION, parse_user_reply, purpose="q"))
+            except BaseException as error:  # surfaced below, not lost in the thread
+                errors.append(error)
+
+        threads = [threading.Thread(target=ask) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not errors
+    assert len(server.requests) == 1  # the GRPO group's 8 episodes asked once
+    assert [r.value for r in replies] == ["Yes"] * 8
+    assert sorted(r.attempts for r in replies) == [0] * 7 + [1]
+    assert sum(r.prompt_tokens > 0 for r in replies) == 1  # billed once
+
+
+def test_a_busy_cache_is_skipped_once_not_given_up(tmp_path: Path) -> None:
+    import sqlite3
+
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    cache._give_up(sqlite3.OperationalError("database is locked"))
+    assert not cache._broken
+    cache._give_up(sqlite3.DatabaseError("file is not a database"))
+    assert cache._broken
 
 
 def test_retry_after_is_honoured() -> None:
@@ -188,10 +295,8 @@ def test_the_cache_answers_the_same_request_and_only_that(tmp_path: Path) -> Non
         first = chat.request(QUESTION, parse_user_reply, purpose="question")
         again = chat.request(QUESTION, parse_user_reply, purpose="question")
         assert (again.value, again.cached, again.attempts) == ("Yes", True, 0)
-        assert (again.prompt_tokens, again.completion_tokens) == (
-            first.prompt_tokens,
-            first.completion_tokens,
-        )
+        assert first.prompt_tokens > 0
+        assert (again.prompt_tokens, again.completion_tokens) == (0, 0)  # nothing billed
         assert len(server.requests) == 1
         # Another model, another temperature or another question: not the same request.
         other = [{"role": "system", "content": "host"}, {"role": "user", "content": "Is it red?"}]
@@ -257,13 +362,31 @@ def test_concurrent_requests_are_limited_per_endpoint() -> None:
     assert server.max_in_flight == 2
 
 
-def test_the_server_is_checked_for_the_model() -> None:
-    with fake_openai(scripted(Script("{}"))) as server:
+def test_the_server_is_checked_for_the_model_and_one_real_reply() -> None:
+    with fake_openai(scripted(Script('{"reply": "Yes"}'))) as server:
         client(server.base_url).check_model()
+        assert server.requests[-1]["messages"][-1]["content"] == "Is water wet?"
         with pytest.raises(UserSimulatorError, match=r"does not serve model 'Qwen/Qwen3-8B'"):
             client(server.base_url, model="Qwen/Qwen3-8B").check_model()
     with pytest.raises(UserSimulatorError, match="cannot be reached"):
         client("http://127.0.0.1:9/v1", timeout_s=0.5).check_model()
+
+
+def test_a_server_refusing_the_configured_fields_fails_the_check() -> None:
+    def refuse_json_mode(request: dict[str, Any]) -> Script:
+        return Script(status=400) if "response_format" in request else Script('{"reply": "No"}')
+
+    with fake_openai(refuse_json_mode) as server:
+        client(server.base_url).check_model()  # without json_mode: fine
+        with pytest.raises(UserSimulatorError, match="does not answer as the gyms need") as caught:
+            client(server.base_url, json_mode=True).check_model()
+    assert "HTTP 400" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    with (
+        fake_openai(scripted(Script("Sure, water is wet."))) as server,
+        pytest.raises(UserSimulatorError, match="malformed reply"),
+    ):
+        client(server.base_url).check_model()
 
 
 def test_simulator_and_judge_are_configured_apart(tmp_path: Path) -> None:
@@ -316,33 +439,25 @@ def test_parse_json_object_needs_exactly_the_fields() -> None:
 
 def test_replies_are_shared_by_threads_without_loss(tmp_path: Path) -> None:
     cache = ResponseCache(tmp_path / "cache.sqlite")
-    counter = itertools.count()
+    errors: list[BaseException] = []
     with fake_openai(lambda r: Script(json.dumps({"reply": "Yes"}))) as server:
         chat = client(server.base_url, cache, concurrency=4)
 
         def ask(n: int) -> None:
-            next(counter)
-            chat.request([{"role": "user", "content": f"q{n % 5}"}], parse_user_reply, purpose="q")
+            try:
+                question = [{"role": "user", "content": f"q{n % 5}"}]
+                assert chat.request(question, parse_user_reply, purpose="q").value == "Yes"
+            except BaseException as error:  # surfaced below, not lost in the thread
+                errors.append(error)
 
         threads = [threading.Thread(target=ask, args=(n,)) for n in range(20)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+    assert not errors
     assert len(cache) == 5
-    assert len(server.requests) <= 20
-
-
-def test_validation_can_meet_another_user_and_judge() -> None:
-    train = EndpointSettings(model="qwen3-8b")
-    settings = UserSimulatorSettings(simulator=train)
-    assert settings.for_evaluation() is settings  # nothing told apart
-    gpt = EndpointSettings(base_url="https://api.example/v1", model="gpt-4o")
-    evaluated = UserSimulatorSettings(simulator=train, eval_simulator=gpt).for_evaluation()
-    assert evaluated.simulator == gpt
-    assert evaluated.judge_endpoint() == gpt
-    judge = EndpointSettings(model="judge")
-    only_judge = UserSimulatorSettings(simulator=train, judge=judge, eval_judge=gpt)
-    assert only_judge.for_evaluation().simulator == train
-    assert only_judge.for_evaluation().judge_endpoint() == gpt
-    assert only_judge.for_evaluation().eval_judge is None
+    # Five distinct questions: each sent once (shared while in flight, then from the cache).
+    assert sorted(r["messages"][0]["content"] for r in server.requests) == [
+        f"q{n}" for n in range(5)
+    ]

@@ -196,13 +196,21 @@ def test_userrl_parquet_splits_are_used_as_they_are(tmp_path: Path) -> None:
     )
     folder = RunFolder(tmp_path / "run")
     plan = plan_data(config, folder)
+    # Training rows as they are; validation rows copied, each marked for the eval user.
     assert plan.train_file == train.resolve()
-    assert plan.val_file == train.resolve()
+    assert plan.val_file == folder.val_file
     assert len(plan.train_tasks) == 360
     plan.write(config.env.max_turns)
     records = json.loads(folder.gym_file.read_text())["records"]
     assert len(records) == 360  # what the rows' titles are looked up in
     assert load_telepathy_entities(train)[0].to_dict() in records
+    import pyarrow.parquet as pq
+
+    original = pq.read_table(train).to_pylist()
+    copied = pq.read_table(folder.val_file).to_pylist()
+    assert [r["prompt"] for r in copied] == [r["prompt"] for r in original]  # UserRL's prompt
+    assert all(r["extra_info"]["bao_eval"] is True for r in copied)
+    assert all(r["extra_info"]["split"] == "train" for r in copied)  # what the file said
 
 
 @pytest.mark.slow
