@@ -492,7 +492,7 @@ def _check_task_files(trials: Sequence[SimConfig | VerlConfig], source: str) -> 
     from bao.sim.config import SimConfig, task_count_problem
     from bao.tasks import load_function_tasks
 
-    counted: dict[tuple[str, Path, Path | None], int] = {}
+    counted: dict[tuple[str, str, Path, Path | None], int] = {}
     for trial in trials:
         settings = trial.tasks
         gym = getattr(trial, "gym", "function_gym")
@@ -503,7 +503,7 @@ def _check_task_files(trials: Sequence[SimConfig | VerlConfig], source: str) -> 
             path: Path | None = getattr(settings, key)
             if path is None:
                 continue
-            if (key, path, functions) not in counted:
+            if (gym, key, path, functions) not in counted:
                 try:
                     if gym == "function_gym":
                         tasks: Sequence[object] = load_function_tasks(path, functions)
@@ -511,9 +511,9 @@ def _check_task_files(trials: Sequence[SimConfig | VerlConfig], source: str) -> 
                         tasks = load_user_gym_tasks(gym, path, functions)
                 except TaskDataError as error:
                     raise TaskDataError(f"{source}: train tasks.{key}: {error}") from None
-                counted[key, path, functions] = len(tasks)
+                counted[gym, key, path, functions] = len(tasks)
             problem = (
-                task_count_problem(trial, counted[key, path, functions], str(path))
+                task_count_problem(trial, counted[gym, key, path, functions], str(path))
                 if isinstance(trial, SimConfig) and key == "train_path"
                 else None
             )

@@ -70,12 +70,22 @@ def parse_action(action: str) -> tuple[str, str]:
 
 
 class TurnBudget:
-    """The end of a turn, the same in every gym: a correct answer or ``finish`` terminates;
-    otherwise the turn that reaches ``max_turns`` truncates, and the observation says so."""
+    """The start and the end of a turn, the same in every gym: a step is refused before
+    ``reset`` and after the end; a correct answer or ``finish`` terminates; otherwise the turn
+    that reaches ``max_turns`` truncates, and the observation says so."""
 
     turn: int
     max_turns: int
     done: bool
+
+    def _begin_turn(self, action: str) -> tuple[str, str]:
+        """Counts the turn and splits its action into ``(choice, content)``."""
+        if self.done:
+            raise EpisodeError(
+                "step() called on a finished episode (or before reset()); call reset() first"
+            )
+        self.turn += 1
+        return parse_action(action)
 
     def _end_turn(
         self, observation: str, reward: float, event: str, choice: str, value: Any
@@ -125,12 +135,7 @@ class FunctionGymEnv(TurnBudget):
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """Plays one turn. Raises :class:`EpisodeError` before ``reset`` or after the end."""
-        if self.done:
-            raise EpisodeError(
-                "step() called on a finished episode (or before reset()); call reset() first"
-            )
-        self.turn += 1
-        choice, content = parse_action(action)
+        choice, content = self._begin_turn(action)
         if choice == "action":
             observation, event, value = self._query(content)
         elif choice == "search":

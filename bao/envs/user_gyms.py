@@ -32,7 +32,7 @@ import logging
 import math
 from typing import Any, Final
 
-from bao.envs.function_gym import TurnBudget, parse_action
+from bao.envs.function_gym import TurnBudget
 from bao.envs.user_simulator import (
     CallStats,
     ChatJSONClient,
@@ -41,7 +41,6 @@ from bao.envs.user_simulator import (
     UserSimulatorError,
     parse_json_object,
 )
-from bao.errors import EpisodeError
 from bao.gym_tasks import RUBRIC_SCORES, TelepathyEntity, TurtleStory
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,8 @@ USER_GYM_EVENTS: Final = (
 )
 DEFAULT_SUCCESS_THRESHOLD: Final = 1.0
 """Turtle-Gym: the story score that solves a puzzle (UserRL trains and evaluates with 1.0)."""
-_PREFIXED: Final = ("action", "answer", "finish")
+USER_GYM_CHOICES: Final = ("action", "answer", "finish")
+"""The prefixes these gyms play (no ``search``: there is no test case to look up)."""
 
 
 def _reply(value: Any) -> str:
@@ -139,15 +139,10 @@ class _UserGymEnv(TurnBudget):
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """Plays one turn. Raises :class:`EpisodeError` before ``reset`` or after the end."""
-        if self.done:
-            raise EpisodeError(
-                "step() called on a finished episode (or before reset()); call reset() first"
-            )
-        self.turn += 1
-        choice, content = parse_action(action)
+        choice, content = self._begin_turn(action)
         value: Any = None
         reward = 0.0
-        if choice not in _PREFIXED:
+        if choice not in USER_GYM_CHOICES:
             choice = "invalid"
             observation = "Unrecognised action: start it with [action], [answer] or [finish]."
             event = "invalid_action"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bao.envs.function_gym import DEFAULT_MAX_TURNS
+from bao.envs.user_gyms import USER_GYM_CHOICES
 from bao.errors import TaskDataError
 from bao.gym_tasks import (
     TelepathyEntity,
@@ -38,8 +39,6 @@ TASK_ID_KEY: Final = "bao_task_id"
 METRIC_PREFIX: Final = "bao_"
 """Prefix of the per-episode metric values in ``reward_extra_info`` (``bao_pass_at_u_1``...)."""
 
-USER_GYM_TOOL_CHOICES: Final = ("action", "answer", "finish")
-"""Telepathy-Gym and Turtle-Gym have no search."""
 GYM_KEY: Final = "bao_gym"
 """``extra_info`` key naming the gym of a row written here."""
 EVAL_KEY: Final = "bao_eval"
@@ -81,13 +80,13 @@ TOOL_SCHEMA: Final[dict[str, Any]] = _tool_schema(
 GYM_TOOL_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
     "function_gym": TOOL_SCHEMA,
     "telepathy_gym": _tool_schema(
-        USER_GYM_TOOL_CHOICES,
+        USER_GYM_CHOICES,
         "action: ask the user a yes/no question about the hidden entity; answer: submit your "
         "guess for the user to check; finish: give up.",
         "action: one yes/no question; answer: the entity you guess; finish: empty.",
     ),
     "turtle_gym": _tool_schema(
-        USER_GYM_TOOL_CHOICES,
+        USER_GYM_CHOICES,
         "action: ask the user a yes/no question about what really happened; answer: tell the "
         "whole story for the user to check; finish: give up.",
         "action: one yes/no question; answer: the full story as you now think it happened; "
@@ -96,8 +95,8 @@ GYM_TOOL_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
 }
 GYM_TOOL_CHOICES: Final[dict[str, tuple[str, ...]]] = {
     "function_gym": TOOL_CHOICES,
-    "telepathy_gym": USER_GYM_TOOL_CHOICES,
-    "turtle_gym": USER_GYM_TOOL_CHOICES,
+    "telepathy_gym": USER_GYM_CHOICES,
+    "turtle_gym": USER_GYM_CHOICES,
 }
 
 

@@ -12,19 +12,14 @@ import json
 import re
 from pathlib import Path
 
+from bao.envs.user_simulator import CallStats
 from bao.errors import BaoError
 from bao.trajectory import Trajectory
 from bao.verl.data import METRIC_PREFIX, TRAJECTORY_KEY
 
-USER_COST_KEYS = (
-    "user_calls",
-    "user_cache_hits",
-    "user_requests",
-    "user_failures",
-    "user_prompt_tokens",
-    "user_completion_tokens",
-)
-"""Per-episode costs of the simulated user (Telepathy/Turtle) that an evaluation sums."""
+# What an evaluation sums of its episodes' user costs: everything but their wall time
+# (episodes overlap, so their seconds do not add up to anything).
+USER_COST_KEYS = tuple(key for key in CallStats().as_dict() if key != "user_seconds")
 
 
 class EvaluationMissingError(BaoError):
@@ -50,9 +45,13 @@ def last_validation_dump(folder: Path) -> tuple[int, Path]:
     return max(dumps)
 
 
-def read_validation_trajectories(path: Path) -> list[Trajectory]:
-    """The episodes of one validation dump, in the order verl wrote them."""
+def read_validation_dump(path: Path) -> tuple[list[Trajectory], dict[str, float]]:
+    """The episodes of one validation dump, in the order verl wrote them, and what their
+    simulated user and judge cost: the sums of the episodes' ``bao_user_*`` values (empty
+    for Function-Gym, which has no simulated user)."""
     trajectories: list[Trajectory] = []
+    costs = dict.fromkeys(USER_COST_KEYS, 0.0)
+    priced = False
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
@@ -65,24 +64,11 @@ def read_validation_trajectories(path: Path) -> list[Trajectory]:
                     f"{path}: line {number} has no readable {TRAJECTORY_KEY} ({error})",
                     fix="validate with the bao_agent agent loop (the default of the verl backend)",
                 ) from None
-    if not trajectories:
-        raise EvaluationMissingError(f"{path} holds no episodes", fix="check data.val_files")
-    return trajectories
-
-
-def read_user_costs(path: Path) -> dict[str, float]:
-    """What the simulated user and judge cost over one validation dump: the sums of the
-    episodes' ``bao_user_*`` values (empty for Function-Gym, which has no simulated user)."""
-    totals = dict.fromkeys(USER_COST_KEYS, 0.0)
-    seen = False
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            if not line.strip():
-                continue
-            record = json.loads(line)
             for key in USER_COST_KEYS:
                 value = record.get(f"{METRIC_PREFIX}{key}")
                 if isinstance(value, int | float):
-                    totals[key] += float(value)
-                    seen = True
-    return totals if seen else {}
+                    costs[key] += float(value)
+                    priced = True
+    if not trajectories:
+        raise EvaluationMissingError(f"{path} holds no episodes", fix="check data.val_files")
+    return trajectories, costs if priced else {}

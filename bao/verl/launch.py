@@ -150,6 +150,12 @@ class DataPlan:
     """Telepathy/Turtle: (UserRL validation parquet, its copy in the run folder with every row
     marked ``extra_info.bao_eval``, so its episodes meet the evaluation's user)."""
 
+    @property
+    def needs_agent_loop_file(self) -> bool:
+        """Whether the agent loop needs a file of this run's (the functions UserRL's
+        Function-Gym rows name, or a Telepathy/Turtle gym file): :func:`agent_loop_yaml`."""
+        return self.functions_path is not None or self.gym_file is not None
+
     def write(self, max_turns: int) -> None:
         for source, target in self.marked_copies:
             write_marked_rows(source, target)
@@ -411,7 +417,7 @@ def hydra_overrides(
     ]
     if config.model.tokenizer_path:
         pairs.append(("actor_rollout_ref.model.tokenizer_path", config.model.tokenizer_path))
-    if data.functions_path is not None or data.gym_file is not None:
+    if data.needs_agent_loop_file:
         pairs.append(
             ("actor_rollout_ref.rollout.agent.agent_loop_config_path", str(folder.agent_loop_file))
         )
@@ -421,16 +427,15 @@ def hydra_overrides(
     return [f"{key}={hydra_value(value)}" for key, value in pairs] + list(config.verl_overrides)
 
 
-def agent_loop_yaml(data: DataPlan) -> str | None:
+def agent_loop_yaml(data: DataPlan) -> str:
     """verl's agent-loop config file: ``bao_agent`` with the functions file UserRL's
-    Function-Gym rows need, or the gym file of Telepathy/Turtle; None when neither is."""
+    Function-Gym rows need, or the gym file of Telepathy/Turtle (written when
+    :attr:`DataPlan.needs_agent_loop_file`)."""
     entry: dict[str, Any] = {"name": AGENT_NAME, "_target_": "bao.verl.agent_loop.BaoAgentLoop"}
     if data.functions_path is not None:
         entry["functions_path"] = str(data.functions_path)
     if data.gym_file is not None:
         entry["gym_path"] = str(data.gym_file)
-    if len(entry) == 2:
-        return None
     return json.dumps([entry], indent=2) + "\n"  # JSON is YAML
 
 

@@ -78,7 +78,7 @@ def prepare(
         run_name=f"{config.name}-seed{config.seed}",
         environment=env,
     )
-    loop_file = str(folder.agent_loop_file) if agent_loop_yaml(data) is not None else None
+    loop_file = str(folder.agent_loop_file) if data.needs_agent_loop_file else None
     validate_overrides(
         overrides,
         {
@@ -121,14 +121,14 @@ def dry_run_notes(config: VerlConfig, prepared: PreparedRun) -> list[str]:
             f"optim.train_batch_size ({batch}): verl would train no step; point "
             "tasks.train_path at a larger set (UserRL's training split)"
         )
-    if config.gym in USER_GYMS and config.schedule.nnodes > 1 and config.user_simulator.cache:
-        notes.append(
-            "the user-simulator cache is a SQLite file in the workspace: on several nodes, set "
-            "user_simulator.cache_path to a local disk of each node (SQLite's locking does not "
-            "span machines)"
-        )
     if config.gym in USER_GYMS:
         users = config.user_simulator
+        if config.schedule.nnodes > 1 and users.cache:
+            notes.append(
+                "the user-simulator cache is a SQLite file in the workspace: on several nodes, "
+                "set user_simulator.cache_path to a local disk of each node (SQLite's locking "
+                "does not span machines)"
+            )
         judge = users.judge_endpoint()
         notes.append(
             f"the simulated user ({users.simulator.model} at {users.simulator.base_url}) and "
@@ -154,11 +154,7 @@ def train(config: VerlConfig, workspace: Path, resolved: dict[str, Any]) -> Trai
         tracking_uri,
         training_run,
     )
-    from bao.verl.evaluation import (
-        last_validation_dump,
-        read_user_costs,
-        read_validation_trajectories,
-    )
+    from bao.verl.evaluation import last_validation_dump, read_validation_dump
 
     require_verl()
     check_gpus(config)
@@ -180,9 +176,8 @@ def train(config: VerlConfig, workspace: Path, resolved: dict[str, Any]) -> Trai
         )
         folder.root.mkdir(parents=True, exist_ok=True)
         prepared.data.write(config.env.max_turns)
-        loop_config = agent_loop_yaml(prepared.data)
-        if loop_config is not None:
-            folder.agent_loop_file.write_text(loop_config)
+        if prepared.data.needs_agent_loop_file:
+            folder.agent_loop_file.write_text(agent_loop_yaml(prepared.data))
         log_run_inputs(client, run_id, resolved, preview.data.eval_tasks)
         client.set_tag(run_id, "bao.verl_folder", str(folder.root))
         (folder.root / "command.txt").write_text(" ".join(prepared.argv) + "\n")
@@ -190,14 +185,14 @@ def train(config: VerlConfig, workspace: Path, resolved: dict[str, Any]) -> Trai
         # status training_run sets (or the sweep's runner does) is the one that stays.
         run_verl(prepared.argv, prepared.env, folder.log_file)
         step, dump = last_validation_dump(folder.validation_dir)
-        trajectories = read_validation_trajectories(dump)
+        trajectories, user_costs = read_validation_dump(dump)
         metrics = summarize(trajectories, k_max=config.eval.k_max)
         seconds = time.monotonic() - started
         sink = MetricBuffer(client, run_id)
         sink({f"eval/{key}": value for key, value in metrics.items()}, step)
         sink({"train/seconds": seconds}, step)
         # Telepathy/Turtle: what the evaluation's simulated-user calls cost (docs/gyms.md).
-        sink({f"eval/{key}": value for key, value in read_user_costs(dump).items()}, step)
+        sink({f"eval/{key}": value for key, value in user_costs.items()}, step)
         sink.flush()
         log_run_record(client, run_id, resolved, trajectories)
         for path in (folder.log_file, folder.metrics_file):
