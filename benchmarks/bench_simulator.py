@@ -106,7 +106,7 @@ def rule_evaluations_per_second(config: SimConfig) -> tuple[float, float]:
 
 def rollout_and_update(config: SimConfig, repeat: int) -> dict[str, float]:
     """One iteration's rollouts and GRPO update with the untrained policy, best of ``repeat``."""
-    from bao.sim.policy import PolicyNet
+
     from bao.sim.reasoner import HypothesisLibrary
 
     torch.set_num_threads(1)
@@ -118,7 +118,7 @@ def rollout_and_update(config: SimConfig, repeat: int) -> dict[str, float]:
     settings = config.trainer
     rollout_s, update_s, turns = [], [], 0
     for round_ in range(repeat):
-        policy = PolicyNet(config.policy.hidden_size, config.policy.initial_action_probs)
+        policy = trainer.initial_policy(config)
         optimizer = torch.optim.Adam(policy.parameters(), lr=settings.learning_rate)
         rng = np.random.default_rng(round_)
         generator = torch.Generator().manual_seed(round_)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bao.advantage import Credit, Estimator, Score
 from bao.shaping import ShapingCoefficients
+from bao.sim.reasoner import Fallibility
 
 
 class _Section(BaseModel):
@@ -85,15 +86,41 @@ class ReasonerSettings(_Section):
     """Fixed query points (integers 1..10) whose values are precomputed for the library."""
     library_seed: int = 12345
     """Seed of the library; fixed so that runs with different seeds share one library."""
+    # The reasoner's fallibility (docs/sim.md, "How the agent works"). The defaults make a
+    # capacity-48 reasoner need several queries before it trusts a hypothesis, and slip on a
+    # third of its first answers: chosen for the mechanism's range (evidence that sharpens
+    # within the 16-turn budget, slips a retry can catch), not fitted to any published number.
+    mismatch_likelihood: float = Field(0.6, ge=0.0, lt=1.0)
+    """Weight factor of a hypothesis per query result that contradicts it, at capacity 48
+    (0 rules it out at once, like an infallible reader; larger values need more queries
+    before the reasoner trusts a hypothesis). Scales with sqrt(48 / capacity), capped at 0.9."""
+    answer_slip: float = Field(0.5, ge=0.0, lt=1.0)
+    """Chance of a slip when computing the answer at the test case, before any query result,
+    at capacity 48 (same scaling); a retry computes again, so it can catch a slip."""
+    slip_halving_queries: float = Field(6.0, gt=0.0)
+    """Query results seen of the function that halve the slip chance."""
+
+    def fallibility(self) -> Fallibility:
+        return Fallibility(
+            mismatch_likelihood=self.mismatch_likelihood,
+            answer_slip=self.answer_slip,
+            slip_halving_queries=self.slip_halving_queries,
+        )
 
 
 class PolicySettings(_Section):
     hidden_size: int = Field(64, ge=4, le=1024)
     """Width of the policy MLP's two hidden layers."""
     initial_action_probs: tuple[float, float, float, float] = (0.55, 0.15, 0.25, 0.05)
-    """Starting probabilities of (query, search, answer, finish), whatever the state: the
-    behaviour prior of the base model that RL starts from. A uniform start gives up on a
-    quarter of all turns, so episodes end before any success and nothing can be learned."""
+    """Starting probabilities of (query, search, answer, finish) where the agent's belief in
+    its best value is even: the behaviour prior of the base model that RL starts from. A
+    uniform start gives up on a quarter of all turns, so episodes end before any success and
+    nothing can be learned."""
+
+    answer_confidence_logit: float = Field(4.0, ge=0.0, le=20.0)
+    """How much the base model's answer logit rises from no belief to full belief in its
+    best value (``initial_action_probs`` hold at belief 0.5): RL starts from a model that
+    answers when it thinks it knows. 0 gives a belief-blind start."""
 
     @model_validator(mode="after")
     def _check_probs(self) -> PolicySettings:

@@ -2,7 +2,8 @@
 
 The policy chooses the action type (query, search, answer, finish); the reasoner supplies the
 content. Features expose what an LLM agent would know at that point: the turn and remaining
-budget, whether it has the test case, how strongly its hypotheses agree, how many are left,
+budget, whether it has the test case, how strongly it believes its best value and the runner-up,
+how much of its belief is still on rules it has not thought of, how many hypotheses it holds,
 its wrong answers so far, whether it just answered, and what the last turn returned.
 """
 
@@ -17,7 +18,23 @@ from torch import nn
 
 ACTIONS: Final = ("action", "search", "answer", "finish")
 LAST_EVENTS: Final = ("start", "query_result", "query_error", "search", "answer_wrong", "other")
-N_FEATURES: Final = 11 + len(LAST_EVENTS)
+FEATURE_NAMES: Final = (
+    "turn",
+    "turns_left",
+    "last_turn",
+    "test_known",
+    "confidence",
+    "runner_up",
+    "unexplored",
+    "has_prediction",
+    "pool_size",
+    "wrong_answers",
+    "last_was_answer",
+    "queries",
+    "probes_exhausted",
+    *(f"last_event_{event}" for event in LAST_EVENTS),
+)
+N_FEATURES: Final = len(FEATURE_NAMES)
 
 
 def last_event_slot(event: str | None) -> int:
@@ -40,7 +57,9 @@ def features(
     turn: int,
     max_turns: int,
     test_known: bool,
-    agreement: float,
+    confidence: float,
+    runner_up: float,
+    unexplored: float,
     has_prediction: bool,
     pool_size: int,
     capacity: int,
@@ -50,13 +69,15 @@ def features(
     probes_left: int,
     last_event: str | None,
 ) -> list[float]:
-    """One turn's feature vector (length :data:`N_FEATURES`), all roughly in [0, 1]."""
+    """One turn's feature vector (in the order of :data:`FEATURE_NAMES`), all in [0, 1]."""
     vector = [
         turn / max_turns,
         (max_turns - turn) / max_turns,
         1.0 if max_turns - turn == 1 else 0.0,  # the last turn: answer now or never
         float(test_known),
-        agreement if test_known else 0.0,
+        confidence if test_known else 0.0,
+        runner_up if test_known else 0.0,
+        unexplored,
         float(has_prediction and test_known),
         math.log1p(pool_size) / math.log1p(capacity),
         min(wrong_answers, 4) / 4.0,
@@ -70,14 +91,30 @@ def features(
 
 
 class PolicyNet(nn.Module):
-    """A two-hidden-layer tanh MLP from features to logits over :data:`ACTIONS`."""
+    """Logits over :data:`ACTIONS`: a linear map of the features plus a two-hidden-layer tanh
+    MLP (a residual policy: the linear part carries the base model's tendencies, the MLP
+    learns the rest).
+
+    Args:
+        hidden_size: width of the MLP's hidden layers.
+        initial_action_probs: the base model's action probabilities in a state where its
+            belief in its best value is even (confidence 0.5).
+        answer_confidence_logit: how much the base model's answer logit rises from no belief
+            to full belief in its best value (0: it answers at the same rate whatever it
+            believes). RL starts from an instruct model that answers when it thinks it knows,
+            not from one that answers at random; with a belief-blind start, early random
+            answers cost more than successes earn at a large user-involvement weight and
+            training tips into never answering before it can learn when to answer.
+    """
 
     def __init__(
         self,
         hidden_size: int = 64,
         initial_action_probs: Sequence[float] = (0.25, 0.25, 0.25, 0.25),
+        answer_confidence_logit: float = 0.0,
     ) -> None:
         super().__init__()
+        self.base = nn.Linear(N_FEATURES, len(ACTIONS))
         self.layers = nn.Sequential(
             nn.Linear(N_FEATURES, hidden_size),
             nn.Tanh(),
@@ -85,14 +122,19 @@ class PolicyNet(nn.Module):
             nn.Tanh(),
             nn.Linear(hidden_size, len(ACTIONS)),
         )
-        # Small last-layer weights and a bias of log-probabilities: the policy starts at the
-        # given action prior in every state, and learns from there what the state calls for.
+        # The MLP starts near zero, so the policy starts at the base model's tendencies and
+        # learns from there what each state calls for.
         last = self.layers[-1]
         assert isinstance(last, nn.Linear)
         nn.init.normal_(last.weight, std=0.01)
+        nn.init.zeros_(last.bias)
+        answer = ACTIONS.index("answer")
         with torch.no_grad():
-            last.bias.copy_(torch.log(torch.tensor(list(initial_action_probs))))
+            self.base.weight.zero_()
+            self.base.weight[answer, FEATURE_NAMES.index("confidence")] = answer_confidence_logit
+            self.base.bias.copy_(torch.log(torch.tensor(list(initial_action_probs))))
+            self.base.bias[answer] -= answer_confidence_logit / 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self.layers(x)
+        logits: torch.Tensor = self.base(x) + self.layers(x)
         return logits

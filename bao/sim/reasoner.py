@@ -1,19 +1,28 @@
-"""A bounded-capacity hypothesis reasoner over the Function-Gym rule grammar.
+"""A bounded-capacity, fallible hypothesis reasoner over the Function-Gym rule grammar.
 
-It stands in for an LLM's reasoning about the hidden rule. The :class:`HypothesisLibrary` is
-what the reasoner can think of: rules drawn from the task grammar, merged into distinct
-functions (two rules are the same hypothesis when they agree on every probe point), each with a
-prior weight proportional to how often the grammar produces it. The true rule is never added:
-a task is solvable only if the library holds an equivalent function *and* the reasoner finds it.
+It stands in for an LLM's reasoning about the hidden rule (docs/sim.md explains the design).
+The :class:`HypothesisLibrary` is what the reasoner can think of: rules drawn from the task
+grammar, merged into distinct functions (two rules are the same hypothesis when they agree on
+every probe point), each with a prior weight proportional to how often the grammar produces it.
+The true rule is never added: a task is solvable only if the library holds an equivalent
+function *and* the reasoner finds it.
 
 Per episode, a :class:`Reasoner`:
 
 * each turn examines ``capacity`` fresh candidates (drawn by prior weight, without replacement)
-  and keeps those consistent with every observation so far, holding at most ``capacity``;
-* filters its pool by every query result (exact equality of Function-Gym's rounded values,
-  errors included) and by every wrong answer;
-* chooses the unused probe point that splits its pool the most;
-* predicts the test value by majority over the pool, with the agreeing share as confidence.
+  and keeps the ``capacity`` most plausible hypotheses it has examined;
+* weighs its hypotheses by the evidence, softly: a query result that contradicts a hypothesis
+  multiplies its weight by ``mismatch_likelihood`` instead of ruling it out (an LLM that checks
+  a hypothesis against a data point can misjudge the check), so belief sharpens with every
+  query rather than jumping to certainty;
+* keeps room for the rule it has not thought of yet: the prior mass of the hypotheses it has
+  not examined, discounted by the evidence, competes with the ones it holds; its confidence
+  is the share of the whole belief that backs its best value;
+* rules out every hypothesis that predicted a value the user said was wrong;
+* chooses the unused probe point that splits its hypotheses the most;
+* slips when it computes its answer at the test case, with a chance that falls with capacity
+  and with the query results it has seen of the function; a retry recomputes, so it can catch
+  a slip.
 
 Query results and predictions come from tables precomputed once per library (probe values) and
 once per task (test-case values), so an episode costs a few small numpy operations per turn.
@@ -21,6 +30,7 @@ once per task (test-case values), so an episode costs a few small numpy operatio
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,6 +96,11 @@ class HypothesisLibrary:
     @cached_property
     def log_weights(self) -> FloatArray:
         return np.log(self.weights)
+
+    @cached_property
+    def probe_texts(self) -> list[str]:
+        """Each probe as a query's content (``"a b c d"``)."""
+        return [" ".join(str(int(v)) for v in point) for point in self.probes]
 
     @cached_property
     def _probe_coding(self) -> tuple[IntArray, list[FloatArray]]:
@@ -173,18 +188,71 @@ class HypothesisLibrary:
         return format_rule(self.rules[index])
 
 
+@dataclass(frozen=True)
+class Fallibility:
+    """How far the reasoner's reading and computing can be trusted (the defaults and their
+    reasons are ``bao.sim.config.ReasonerSettings``'s).
+
+    Attributes:
+        mismatch_likelihood: the weight factor of a hypothesis for each query result that
+            contradicts it (0 rules it out, as an infallible reader does).
+        answer_slip: the chance of a slip when computing the answer, before any query result
+            has been seen, at :data:`REFERENCE_CAPACITY`.
+        slip_halving_queries: query results seen that halve the slip chance.
+    """
+
+    mismatch_likelihood: float
+    answer_slip: float
+    slip_halving_queries: float
+
+
+INFALLIBLE = Fallibility(mismatch_likelihood=0.0, answer_slip=0.0, slip_halving_queries=1.0)
+"""A reasoner that rules out every contradicted hypothesis and never slips."""
+
+
+REFERENCE_CAPACITY = 48
+"""The capacity at which :class:`Fallibility`'s rates hold; they scale with
+``sqrt(REFERENCE_CAPACITY / capacity)``: a larger reasoner slips less and reads more sharply."""
+MAX_RATE = 0.9
+"""Cap of a scaled rate: even the smallest reasoner learns something from a query."""
+PLAUSIBLE_LOG_RATIO = math.log(20.0)
+"""Hypotheses within this factor (as a log ratio) of the best one's weight are the ones a
+query is chosen to tell apart from it."""
+SLIP_OFFSETS = (-2.0, -1.0, 1.0, 2.0)
+"""What a slip does to a computed value: an arithmetic error by a small integer."""
+
+
+@dataclass(frozen=True)
+class Belief:
+    """What the reasoner believes about the test value, as the policy sees it.
+
+    Attributes:
+        value: the value it would answer (``None`` when no hypothesis predicts a number).
+        confidence: the share of its belief (held hypotheses and the unexamined rest) that
+            backs ``value``.
+        runner_up: the share that backs the second most believed value.
+        unexplored: the share of the belief still on hypotheses it has not examined.
+    """
+
+    value: float | None
+    confidence: float
+    runner_up: float
+    unexplored: float
+
+
 class Reasoner:
     """One episode's reasoning state (see the module docstring).
 
     Args:
         library: the shared hypothesis library.
         test_values: each function's exact value at this task's test case (``nan`` on error).
-        capacity: candidates examined per turn, and the most kept in the pool.
-        rng: draws the order in which candidates come to mind.
+        capacity: candidates examined per turn, and the most hypotheses held at once.
+        rng: draws the order in which candidates come to mind, and the slips.
         max_turns: the episode's turn budget (bounds how many candidates are ever drawn).
         test_case: the task's test case, which may not be queried.
-        test_rounded: ``round4(test_values)``, when the caller keeps it per task (it is the
-            same for every episode of the task).
+        test_codes: :func:`test_value_codes` of ``test_values``, when the caller keeps them
+            per task (they are the same for every episode of the task).
+        fallibility: the reading and computing error rates at the reference capacity.
     """
 
     def __init__(
@@ -196,12 +264,19 @@ class Reasoner:
         rng: np.random.Generator,
         max_turns: int,
         test_case: Sequence[int],
-        test_rounded: FloatArray | None = None,
+        test_codes: IntArray | None = None,
+        fallibility: Fallibility,
     ) -> None:
         self.library = library
         self.capacity = capacity
+        self.rng = rng
         self.test_values = test_values
-        self.test_rounded = round4(test_values) if test_rounded is None else test_rounded
+        self.test_codes = test_value_codes(test_values) if test_codes is None else test_codes
+        scale = math.sqrt(REFERENCE_CAPACITY / capacity)
+        mismatch = min(MAX_RATE, fallibility.mismatch_likelihood * scale)
+        self.log_mismatch = math.log(mismatch) if mismatch > 0 else -math.inf
+        self.base_slip = min(MAX_RATE, fallibility.answer_slip * scale)
+        self.slip_halving_queries = fallibility.slip_halving_queries
         # Sampling without replacement by prior weight: the Gumbel-top-k trick, limited to the
         # candidates this episode can ever examine.
         budget = min(library.size, capacity * max_turns)
@@ -212,41 +287,72 @@ class Reasoner:
             else np.arange(library.size)
         )
         self._queue: IntArray = top[np.argsort(-keys[top])]
-        # Which queued candidates are still consistent with every observation, kept up to
-        # date as observations arrive: examining a candidate is then a lookup.
-        self._queue_consistent: BoolArray = np.ones(len(self._queue), dtype=bool)
+        # Evidence against each queued candidate (contradicting query results) and whether a
+        # wrong answer ruled it out, kept up to date as observations arrive: examining a
+        # candidate is then a lookup.
+        self._queue_mismatches: IntArray = np.zeros(len(self._queue), dtype=np.int64)
+        self._queue_alive: BoolArray = np.ones(len(self._queue), dtype=bool)
         self._cursor = 0
+        self._examined_mass = 0.0
         self.pool: IntArray = np.empty(0, dtype=np.int64)
+        self._pool_mismatches: IntArray = np.empty(0, dtype=np.int64)
+        self._pool_log_weights: FloatArray = np.empty(0, dtype=np.float64)
         self.observed_probes: list[int] = []
         self.wrong_answers: list[float] = []
-        self._prediction: tuple[float | None, float] | None = None  # until the pool changes
+        self._belief: Belief | None = None  # until the evidence or the pool changes
         test_point = np.asarray(test_case, dtype=np.float64)
-        self._forbidden = np.all(library.probes == test_point, axis=1)
+        # The probes it may still query: unused, and not the test case.
+        self._options: IntArray = np.nonzero(np.any(library.probes != test_point, axis=1))[0]
 
     # ------------------------------------------------------------------ thinking
 
     def think(self) -> None:
-        """Spends one turn's budget: examine up to ``capacity`` new candidates."""
+        """Spends one turn's thought: examine up to ``capacity`` new candidates and keep the
+        ``capacity`` most plausible hypotheses."""
         if self._cursor >= len(self._queue):
             return
         window = slice(self._cursor, self._cursor + self.capacity)
         candidates = self._queue[window]
         self._cursor += len(candidates)
-        consistent = candidates[self._queue_consistent[window]]
-        room = self.capacity - len(self.pool)
-        if room > 0 and len(consistent):
-            self._set_pool(np.concatenate([self.pool, consistent[:room]]))
+        self._examined_mass += float(self.library.weights[candidates].sum())
+        alive = self._queue_alive[window]
+        pool = np.concatenate([self.pool, candidates[alive]])
+        mismatches = np.concatenate([self._pool_mismatches, self._queue_mismatches[window][alive]])
+        log_weights = self._log_weights(pool, mismatches)
+        if len(pool) > self.capacity:
+            # The most plausible first; ties keep the earlier thought (stable sort).
+            keep = np.sort(np.argsort(-log_weights, kind="stable")[: self.capacity])
+            pool, mismatches, log_weights = pool[keep], mismatches[keep], log_weights[keep]
+        self._set_pool(pool, mismatches, log_weights)
 
-    def _set_pool(self, pool: IntArray) -> None:
+    def _log_weights(self, hypotheses: IntArray, mismatches: IntArray) -> FloatArray:
+        if self.log_mismatch == -math.inf:  # 0 * -inf would be nan
+            penalty = np.where(mismatches > 0, -math.inf, 0.0)
+        else:
+            penalty = mismatches * self.log_mismatch
+        weights: FloatArray = self.library.log_weights[hypotheses] + penalty
+        return weights
+
+    def _set_pool(
+        self, pool: IntArray, mismatches: IntArray, log_weights: FloatArray | None = None
+    ) -> None:
+        if log_weights is None:
+            log_weights = self._log_weights(pool, mismatches)
+        if self.log_mismatch == -math.inf:
+            # An infallible reader holds no hypothesis that an observation contradicts.
+            keep = mismatches == 0
+            pool, mismatches, log_weights = pool[keep], mismatches[keep], log_weights[keep]
         self.pool = pool
-        self._prediction = None
+        self._pool_mismatches = mismatches
+        self._pool_log_weights = log_weights
+        self._belief = None
 
     def _agree(self, candidates: IntArray, probe: int, code: int) -> BoolArray:
         """Which candidates show the observation ``code`` at ``probe``.
 
         An error matches only an error; a value only the same value (nan included) without
         an error (:attr:`HypothesisLibrary.probe_codes`). The pool and the queued candidates
-        are both filtered by this one rule, so they cannot drift apart.
+        are both judged by this one rule, so they cannot drift apart.
         """
         agree: BoolArray = self.library.probe_codes[candidates, probe] == code
         return agree
@@ -258,51 +364,100 @@ class Reasoner:
     # -------------------------------------------------------------- observations
 
     def observe_query(self, probe: int, value: float | None) -> None:
-        """Records a query result (``None`` for ``query_error``) and filters the pool."""
+        """Records a query result (``None`` for ``query_error``): every hypothesis it
+        contradicts, held or still to come, loses weight."""
         code = self.library.observation_code(probe, value)
         self.observed_probes.append(probe)
-        self._set_pool(self.pool[self._agree(self.pool, probe, code)])
+        self._options = self._options[self._options != probe]
+        self._set_pool(self.pool, self._pool_mismatches + ~self._agree(self.pool, probe, code))
         unseen = slice(self._cursor, None)
-        self._queue_consistent[unseen] &= self._agree(self._queue[unseen], probe, code)
+        self._queue_mismatches[unseen] += ~self._agree(self._queue[unseen], probe, code)
 
     def observe_wrong_answer(self, value: float) -> None:
-        """Drops every hypothesis that predicted ``value`` at the test case."""
+        """Rules out every hypothesis that predicted ``value`` at the test case."""
         self.wrong_answers.append(value)
-        self._set_pool(self.pool[~self._predicts(self.pool, value)])
+        keep = ~self._predicts(self.pool, value)
+        self._set_pool(self.pool[keep], self._pool_mismatches[keep])
         unseen = slice(self._cursor, None)
-        self._queue_consistent[unseen] &= ~self._predicts(self._queue[unseen], value)
+        self._queue_alive[unseen] &= ~self._predicts(self._queue[unseen], value)
 
     # ---------------------------------------------------------------- decisions
 
     def choose_query(self) -> int | None:
-        """The unused probe that splits the pool into the most distinct predicted values."""
-        unused = np.ones(len(self.library.probes), dtype=bool)
-        unused[self.observed_probes] = False
-        unused &= ~self._forbidden
-        options = np.nonzero(unused)[0]
+        """The unused probe where the most of its plausible hypotheses (within
+        :data:`PLAUSIBLE_LOG_RATIO` of the best) disagree with its leading one: it tests its
+        favourite where the alternatives it takes seriously would show."""
+        options = self._options
         if not len(options):
             return None
         if len(self.pool) < 2:
             return int(options[0])
-        shown = np.sort(self.library.split_codes[self.pool[:, None], options], axis=0)
-        distinct = 1 + np.count_nonzero(shown[1:] != shown[:-1], axis=0)
-        return int(options[int(np.argmax(distinct))])
+        log_weights = self._pool_log_weights
+        leader = int(np.argmax(log_weights))
+        plausible = self.pool[log_weights >= log_weights[leader] - PLAUSIBLE_LOG_RATIO]
+        if len(plausible) < 2:
+            return int(options[0])
+        split_codes = self.library.split_codes
+        shown = split_codes[plausible[:, None], options]
+        disagree = np.count_nonzero(shown != split_codes[self.pool[leader], options], axis=0)
+        return int(options[int(np.argmax(disagree))])
+
+    def belief(self) -> Belief:
+        """The value it would answer, and how strongly it believes it (see :class:`Belief`)."""
+        if self._belief is None:
+            self._belief = self._weigh()
+        return self._belief
 
     def prediction(self) -> tuple[float | None, float]:
-        """``(value, agreement)``: the pool's majority value at the test case and its share."""
-        if self._prediction is None:
-            self._prediction = self._majority()
-        return self._prediction
+        """``(value, confidence)`` of :meth:`belief`."""
+        belief = self.belief()
+        return belief.value, belief.confidence
 
-    def _majority(self) -> tuple[float | None, float]:
+    def slip_chance(self) -> float:
+        """The chance that computing the answer now goes wrong: halved by every
+        ``slip_halving_queries`` query results seen of the function."""
+        halvings = len(self.observed_probes) / self.slip_halving_queries
+        return float(self.base_slip * 0.5**halvings)
+
+    def answer(self) -> float | None:
+        """The value to answer: the believed value, unless the computation slips."""
+        value = self.belief().value
+        if value is None or not math.isfinite(value):
+            return value
+        if self.rng.random() < self.slip_chance():
+            return value + float(self.rng.choice(SLIP_OFFSETS))
+        return value
+
+    def _weigh(self) -> Belief:
+        # The unexamined hypotheses' prior mass, discounted as a typical wrong hypothesis is
+        # by every query result (most contradict each one), stands for "a rule I have not
+        # thought of yet".
+        n_observed = len(self.observed_probes)
+        unexplored = max(0.0, 1.0 - self._examined_mass) * (
+            math.exp(self.log_mismatch * n_observed) if n_observed else 1.0
+        )
         if not len(self.pool):
-            return None, 0.0
-        rounded = self.test_rounded[self.pool]
-        valid = ~np.isnan(rounded)
-        if not valid.any():
-            return None, 0.0
-        values, counts = np.unique(rounded[valid], return_counts=True)
-        best = int(np.argmax(counts))
-        # Answer the exact value of a hypothesis in the majority, not its rounding.
-        member = self.pool[valid][rounded[valid] == values[best]][0]
-        return float(self.test_values[member]), float(counts[best] / len(self.pool))
+            return Belief(None, 0.0, 0.0, 1.0 if unexplored > 0 else 0.0)
+        weights = np.exp(self._pool_log_weights)
+        total = float(weights.sum()) + unexplored
+        # The belief in each value (equal when Function-Gym would round them to the same
+        # number): one weighted count over the value codes; no hypothesis answers a nan.
+        codes = self.test_codes[self.pool]
+        mass = np.bincount(codes, weights=weights)
+        mass[NAN_CODE] = 0.0
+        best = int(np.argmax(mass))
+        if mass[best] <= 0.0:
+            return Belief(None, 0.0, 0.0, unexplored / total)
+        confidence = float(mass[best]) / total
+        mass[best] = 0.0
+        runner_up = float(mass.max()) / total
+        # Answer the exact value of the most believed hypothesis with that rounding.
+        member = self.pool[int(np.argmax(np.where(codes == best, weights, -1.0)))]
+        return Belief(float(self.test_values[member]), confidence, runner_up, unexplored / total)
+
+
+def test_value_codes(test_values: FloatArray) -> IntArray:
+    """Integer codes of the hypotheses' values at a test case, equal exactly where
+    Function-Gym's rounding to 4 decimals makes them equal; :data:`NAN_CODE` for ``nan``
+    (an error or a nan result). Codes are small (``2 + rank``), so counting is cheap."""
+    return _column_codes(round4(test_values))[0]

@@ -33,12 +33,11 @@ from torch.nn import functional
 
 from bao.advantage import turn_advantages
 from bao.envs.function_gym import FunctionGymEnv, format_action
-from bao.expressions import round4
 from bao.metrics import summarize
 from bao.shaping import shape_trajectory, shape_turn_rewards
 from bao.sim.config import SimConfig
 from bao.sim.policy import ACTIONS, PolicyNet, features
-from bao.sim.reasoner import HypothesisLibrary, Reasoner
+from bao.sim.reasoner import HypothesisLibrary, Reasoner, test_value_codes
 from bao.tasks import FunctionTask, load_task_splits
 from bao.trajectory import Trajectory, Turn
 
@@ -76,11 +75,12 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class TestCaseValues:
-    """Every hypothesis's value at one task's test case: exact (``nan`` on error), and
-    rounded as Function-Gym reports it (kept per task: every episode of the task needs it)."""
+    """Every hypothesis's value at one task's test case: exact (``nan`` on error), and as
+    codes of the values Function-Gym's rounding tells apart (kept per task: every episode of
+    the task needs them)."""
 
     exact: np.ndarray
-    rounded: np.ndarray
+    codes: np.ndarray
 
 
 @dataclass
@@ -102,13 +102,15 @@ class _Episode:
     done: bool = False
 
     def feature_vector(self) -> list[float]:
-        value, agreement = self.reasoner.prediction()
+        belief = self.reasoner.belief()
         return features(
             turn=self.env.turn,
             max_turns=self.env.max_turns,
             test_known=self.test_known,
-            agreement=agreement,
-            has_prediction=value is not None,
+            confidence=belief.confidence,
+            runner_up=belief.runner_up,
+            unexplored=belief.unexplored,
+            has_prediction=belief.value is not None,
             pool_size=len(self.reasoner.pool),
             capacity=self.reasoner.capacity,
             wrong_answers=self.wrong_answers,
@@ -124,18 +126,18 @@ class _Episode:
         probe: int | None = None
         if choice == "action":
             probe = self.reasoner.choose_query()
-            point = (
-                self.reasoner.library.probes[probe].astype(int).tolist()
-                if probe is not None
-                else rng.integers(1, 11, size=4).tolist()  # every probe used: an unplanned query
+            content = (
+                self.reasoner.library.probe_texts[probe]
+                if probe is not None  # every probe used: an unplanned query
+                else " ".join(str(v) for v in rng.integers(1, 11, size=4).tolist())
             )
-            content = " ".join(str(v) for v in point)
         elif choice == "search":
             content = "test"
         elif choice == "answer":
-            value, _ = self.reasoner.prediction()
-            # Without the test case (or any hypothesis) the agent can only guess.
-            content = repr(value) if value is not None and self.test_known else "0"
+            # Without the test case (or any hypothesis) the agent can only guess. With it, the
+            # reasoner computes its best value, and may slip (a retry computes it again).
+            value = self.reasoner.answer() if self.test_known else None
+            content = repr(value) if value is not None else "0"
         else:
             content = ""
         observation, reward, terminated, truncated, info = self.env.step(
@@ -184,7 +186,8 @@ def play_episodes(
             rng=rng,
             max_turns=config.env.max_turns,
             test_case=task.test_case,
-            test_rounded=values.rounded,
+            test_codes=values.codes,
+            fallibility=config.reasoner.fallibility(),
         )
         episodes.append(_Episode(task, group, env, reasoner, Trajectory(task.id)))
     active = episodes
@@ -368,9 +371,8 @@ def _test_value_table(
 ) -> dict[str, TestCaseValues]:
     values, errors = library.test_values(np.array([task.test_case for task in tasks], dtype=float))
     values = np.where(errors, np.nan, values)
-    rounded = round4(values)
     return {
-        task.id: TestCaseValues(values[:, column].copy(), rounded[:, column].copy())
+        task.id: TestCaseValues(values[:, column].copy(), test_value_codes(values[:, column]))
         for column, task in enumerate(tasks)
     }
 
@@ -384,6 +386,15 @@ def _prepared(
     the reasoner's library settings and the tasks. Neither is ever modified."""
     library = HypothesisLibrary.build(size, seed, n_probes)
     return library, _test_value_table(library, tasks)
+
+
+def initial_policy(config: SimConfig) -> PolicyNet:
+    """The policy RL starts from: the base model's tendencies (``config.policy``)."""
+    return PolicyNet(
+        config.policy.hidden_size,
+        config.policy.initial_action_probs,
+        config.policy.answer_confidence_logit,
+    )
 
 
 def train(
@@ -416,7 +427,7 @@ def train(
         library.size,
     )
 
-    policy = PolicyNet(config.policy.hidden_size, config.policy.initial_action_probs)
+    policy = initial_policy(config)
     reference = copy.deepcopy(policy) if config.trainer.kl_coef > 0 else None
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.trainer.learning_rate)
     eval_seed = config.seed + 10_000  # the reasoner's draws in evaluation, fixed per run

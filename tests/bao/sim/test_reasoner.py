@@ -1,4 +1,5 @@
-"""The hypothesis reasoner: exact consistency filtering, and the truth is never filtered out."""
+"""The hypothesis reasoner: exact filtering when infallible, soft evidence, its belief and its
+slips when fallible; the truth is never filtered out."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import numpy as np
 import pytest
 
 from bao.expressions import RuleEvaluationError, evaluate, parse_rule
-from bao.sim.reasoner import HypothesisLibrary, Reasoner
+from bao.sim.reasoner import (
+    INFALLIBLE,
+    REFERENCE_CAPACITY,
+    SLIP_OFFSETS,
+    Fallibility,
+    HypothesisLibrary,
+    Reasoner,
+)
 from bao.tasks import generate_function_tasks
 
 PROBES = np.array(
@@ -39,16 +47,21 @@ def value_at(rule: str, point: list[float]) -> float | None:
 
 
 def reasoner(
-    lib: HypothesisLibrary, test_case: tuple[int, int, int, int], capacity: int = 64
+    lib: HypothesisLibrary,
+    test_case: tuple[int, int, int, int],
+    capacity: int = 64,
+    fallibility: Fallibility = INFALLIBLE,
+    seed: int = 0,
 ) -> Reasoner:
     values, errors = lib.test_values(np.array([test_case], dtype=float))
     return Reasoner(
         lib,
         np.where(errors, np.nan, values)[:, 0],
         capacity=capacity,
-        rng=np.random.default_rng(0),
+        rng=np.random.default_rng(seed),
         max_turns=16,
         test_case=test_case,
+        fallibility=fallibility,
     )
 
 
@@ -118,9 +131,9 @@ def test_wrong_answers_remove_their_predictions() -> None:
     lib = library()
     agent = reasoner(lib, (9, 8, 7, 6))
     agent.think()
-    value, agreement = agent.prediction()
+    value, confidence = agent.prediction()
     assert value is not None
-    assert 0 < agreement <= 1
+    assert 0 < confidence <= 1
     agent.observe_wrong_answer(value)
     assert all(abs(agent.test_values[i] - value) > 1e-6 for i in agent.pool.tolist())
     # Hypotheses examined later are checked against the wrong answer too.
@@ -137,23 +150,124 @@ def test_capacity_bounds_examination_and_pool() -> None:
     agent.think()
     assert len(agent.pool) == 2
     agent.think()
-    assert len(agent.pool) == 2  # full: later candidates wait for room
+    assert len(agent.pool) == 2  # full: the two most plausible of the four examined stay
 
 
-def test_queries_split_the_pool_and_avoid_the_test_case() -> None:
+# ------------------------------------------------------------------ a fallible reasoner
+
+# Three hypotheses with equal prior weight; at the test case (9, 8, 7, 6) they predict 30,
+# 71 and 15 (a + b + c + d, a * b - c + d, a * (b - c) + d).
+THREE = ["a + b + c + d", "a * b - c + d", "a * (b - c) + d"]
+TEST = (9, 8, 7, 6)
+
+
+def three() -> HypothesisLibrary:
+    return HypothesisLibrary.from_rules([parse_rule(r) for r in THREE], PROBES)
+
+
+def fallible(mismatch: float = 0.5, slip: float = 0.0, halving: float = 1.0) -> Fallibility:
+    return Fallibility(mismatch_likelihood=mismatch, answer_slip=slip, slip_halving_queries=halving)
+
+
+def test_a_contradicting_result_lowers_a_hypothesis_by_the_mismatch_likelihood() -> None:
+    agent = reasoner(three(), TEST, capacity=REFERENCE_CAPACITY, fallibility=fallible(0.5))
+    agent.think()  # all three held, nothing unexamined: beliefs 1/3 each
+    belief = agent.belief()
+    assert belief.confidence == pytest.approx(1 / 3)
+    assert belief.unexplored == 0.0
+    # At (1, 2, 3, 4): 10, 5 and 3: a result of 10 contradicts the second and the third,
+    # whose weights halve: beliefs 1 : 0.5 : 0.5.
+    agent.observe_query(0, 10.0)
+    belief = agent.belief()
+    assert belief.value == 30.0
+    assert belief.confidence == pytest.approx(0.5)
+    assert belief.runner_up == pytest.approx(0.25)
+    # Three more results that only the first reproduces: 1 : 0.0625 : 0.0625.
+    for probe in (1, 2, 3):
+        agent.observe_query(probe, value_at(THREE[0], PROBES[probe].tolist()))
+    assert agent.belief().confidence == pytest.approx(1 / 1.125)
+    assert sorted(agent.pool.tolist()) == [0, 1, 2]  # contradicted, yet still held
+
+
+def test_a_larger_reasoner_reads_more_sharply_and_slips_less() -> None:
+    small = reasoner(
+        three(), TEST, capacity=REFERENCE_CAPACITY // 4, fallibility=fallible(0.2, 0.2)
+    )
+    large = reasoner(three(), TEST, capacity=REFERENCE_CAPACITY * 4, fallibility=fallible(0.2, 0.2))
+    assert math.exp(small.log_mismatch) == pytest.approx(0.4)  # 0.2 * sqrt(4)
+    assert math.exp(large.log_mismatch) == pytest.approx(0.1)  # 0.2 / sqrt(4)
+    assert small.slip_chance() == pytest.approx(0.4)
+    assert large.slip_chance() == pytest.approx(0.1)
+
+
+def test_unexamined_hypotheses_keep_a_share_of_the_belief() -> None:
+    lib = three()
+    agent = reasoner(lib, TEST, capacity=1, fallibility=fallible(0.5))
+    assert agent.belief().unexplored == 1.0  # nothing thought of yet
+    agent.think()
+    held = agent.pool.tolist()
+    assert len(held) == 1
+    # One third examined and held; two thirds of the prior not yet examined.
+    assert agent.belief().confidence == pytest.approx(1 / 3)
+    assert agent.belief().unexplored == pytest.approx(2 / 3)
+    # A result the held hypothesis reproduces discounts the unexamined mass as a typical
+    # wrong hypothesis is discounted: by 0.5 * sqrt(48 / 1), capped at 0.9, at capacity 1.
+    agent.observe_query(0, value_at(lib.describe(held[0]), PROBES[0].tolist()))
+    assert agent.belief().confidence == pytest.approx((1 / 3) / (1 / 3 + 2 / 3 * 0.9))
+
+
+def test_slips_happen_at_their_rate_and_halve_with_evidence() -> None:
+    lib = three()
+    agent = reasoner(lib, TEST, capacity=REFERENCE_CAPACITY, fallibility=fallible(0.0, 0.4, 2.0))
+    agent.think()
+    agent.observe_query(0, 10.0)  # only a + b + c + d (30 at the test case) stays
+    assert agent.slip_chance() == pytest.approx(0.4 * 0.5**0.5)
+    agent.observe_query(1, 8.0)
+    assert agent.slip_chance() == pytest.approx(0.2)  # two results: halved
+    answers = [agent.answer() for _ in range(4000)]
+    slipped = [a for a in answers if a != 30.0]
+    assert len(slipped) / len(answers) == pytest.approx(0.2, abs=0.02)
+    assert {a - 30.0 for a in slipped if a is not None} == set(SLIP_OFFSETS)
+
+
+def test_a_retry_after_a_slip_keeps_the_hypothesis() -> None:
+    lib = three()
+    agent = reasoner(lib, TEST, capacity=REFERENCE_CAPACITY, fallibility=fallible(0.5, 0.9))
+    agent.think()
+    agent.observe_query(0, 10.0)
+    answered = next(a for a in iter(agent.answer, None) if a != 30.0)  # a slip
+    agent.observe_wrong_answer(answered)
+    # No hypothesis predicted the slipped value: the belief is unchanged, the retry answers
+    # the same value again.
+    assert agent.belief().value == 30.0
+    assert agent.belief().confidence == pytest.approx(0.5)
+    # A wrong answer of the believed value itself rules its hypothesis out.
+    agent.observe_wrong_answer(30.0)
+    assert agent.belief().value in (71.0, 15.0)
+    assert 0 not in agent.pool.tolist()
+
+
+def test_queries_test_the_leader_where_alternatives_disagree_and_avoid_the_test_case() -> None:
     lib = library()
     agent = reasoner(lib, (1, 2, 3, 4))  # probe 0 is the test case
     agent.think()
     probe = agent.choose_query()
     assert probe is not None
     assert probe != 0
-    values = lib.probe_values[agent.pool, probe]
-    distinct = len({("err" if math.isnan(v) else v) for v in values.tolist()})
-    best = max(
-        len({("err" if math.isnan(v) else v) for v in lib.probe_values[agent.pool, p].tolist()})
-        for p in range(1, len(PROBES))
-    )
-    assert distinct == best
+    # Every hypothesis is within a factor 20 of the best prior weight (2/8 against 1/8): the
+    # chosen probe is one where the most of them show another value than the leader (the
+    # heaviest, "a + b + c + d"); an error counts as a value of its own.
+    leader = int(np.argmax(lib.weights))
+
+    def shown(i: int, p: int) -> object:
+        return "err" if lib.probe_errors[i, p] else float(lib.probe_values[i, p])
+
+    def disagreeing(p: int) -> int:
+        return sum(shown(i, p) != shown(leader, p) for i in range(lib.size))
+
+    assert disagreeing(probe) == max(disagreeing(p) for p in range(1, len(PROBES)))
+    agent.observe_query(probe, value_at(RULES[0], PROBES[probe].tolist()))
+    assert agent.choose_query() not in (0, probe)  # a probe is queried once
 
 
 def test_generated_library_covers_most_generated_tasks() -> None:
