@@ -114,6 +114,9 @@ def cpu_overrides() -> list[tuple[str, Any]]:
         ("+actor_rollout_ref.model.override_config.attn_implementation", "sdpa"),
         # verl's ResourcePoolManager asks Ray for GPUs whatever the device: one logical GPU.
         ("+ray_kwargs.ray_init.num_gpus", 1),
+        # Always a Ray of its own on this machine, even with RAY_ADDRESS set (a cluster would
+        # refuse the resources above, and a smoke run must not take a real cluster's GPUs).
+        ("+ray_kwargs.ray_init.address", "local"),
         ("ray_kwargs.ray_init.num_cpus", LOGICAL_CPUS),
         ("+ray_kwargs.ray_init.include_dashboard", False),
         # One TransferQueue storage unit (its default of 8 would each hold a logical CPU).

@@ -128,6 +128,7 @@ def test_a_smoke_dry_run_is_the_cpu_command(tmp_path: Path) -> None:
         "actor_rollout_ref.actor.strategy=fsdp2",
         "trainer.n_gpus_per_node=1",
         "+ray_kwargs.ray_init.runtime_env.env_vars.VERL_PLATFORM=cpu",
+        "+ray_kwargs.ray_init.address=local",
     ):
         assert override in argv, override
     assert document["env"]["VERL_PLATFORM"] == "cpu"
