@@ -219,11 +219,9 @@ def _train_verl(args: argparse.Namespace, raw: dict[str, object]) -> int:
         from bao.verl.run import dry_run_notes
 
         gpus = config.schedule.n_gpus_per_node * config.schedule.nnodes
-        where = (
-            "runs on this machine's CPU (smoke run)"
-            if config.smoke.enabled
-            else (f"needs {gpus} GPU(s)")
-        )
+        where = f"needs {gpus} GPU(s)"
+        if config.smoke.enabled:
+            where = "runs on this machine's CPU (smoke run)"
         notes = dry_run_notes(config, prepared)
         if args.json:
             document = {"argv": prepared.argv, "env": prepared.env, "valid": True}
