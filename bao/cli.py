@@ -130,6 +130,12 @@ def _train_parser() -> argparse.ArgumentParser:
         help="verl: print the command and validate it (Hydra compose + verl's validate_config) "
         "without starting anything; needs no GPU",
     )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="verl: run the real verl pipeline for a step on this machine's CPU with a tiny "
+        "random model of the config's family (sets smoke.enabled; docs/verl.md)",
+    )
     return parser
 
 
@@ -147,7 +153,15 @@ def _train(args: argparse.Namespace) -> int:
 
     raw = apply_overrides(read_yaml(args.config), args.overrides)
     if raw.get("backend") == "verl":
+        if args.smoke:
+            raw = apply_overrides(raw, ["smoke.enabled=true"])
         return _train_verl(args, raw)
+    if args.smoke:
+        raise ConfigError(
+            f"{args.config}: --smoke runs a verl config on CPU; this is a "
+            f"{raw.get('backend', 'sim')} config, which runs on CPU as it is",
+            fix="drop --smoke",
+        )
     if args.dry_run:
         raise ConfigError(
             f"{args.config}: --dry-run checks a verl launch; this is a {raw.get('backend', 'sim')} "
@@ -205,6 +219,9 @@ def _train_verl(args: argparse.Namespace, raw: dict[str, object]) -> int:
         from bao.verl.run import dry_run_notes
 
         gpus = config.schedule.n_gpus_per_node * config.schedule.nnodes
+        where = f"needs {gpus} GPU(s)"
+        if config.smoke.enabled:
+            where = "runs on this machine's CPU (smoke run)"
         notes = dry_run_notes(config, prepared)
         if args.json:
             document = {"argv": prepared.argv, "env": prepared.env, "valid": True}
@@ -214,7 +231,7 @@ def _train_verl(args: argparse.Namespace, raw: dict[str, object]) -> int:
         print(
             f"valid: composed with Hydra and checked by verl's validate_config; {config.gym}, "
             f"{len(prepared.data.train_tasks)} training and {len(prepared.data.eval_tasks)} "
-            f"validation tasks; needs {gpus} GPU(s); train writes the data files and adds "
+            f"validation tasks; {where}; train writes the data files and adds "
             "MLFLOW_RUN_ID"
         )
         for note in notes:

@@ -154,6 +154,33 @@ class ScheduleSettings(_Section):
     """Nodes (a Ray cluster reached through ``RAY_ADDRESS`` when more than one)."""
 
 
+class SmokeSettings(_Section):
+    """A smoke run (``bao-pareto train CONFIG --smoke``): the real verl pipeline for a step or
+    two on this machine's CPU, with a tiny randomly initialised model of ``model.path``'s
+    family, to check a config end to end before paying for GPUs (docs/verl.md)."""
+
+    enabled: bool = False
+    """Run this config as a smoke run instead of on GPUs."""
+    steps: int = Field(1, ge=1, le=4)
+    """Training steps; the run validates after the last one."""
+    batch_size: int = Field(2, ge=1, le=8)
+    """Prompts per step (``optim.train_batch_size`` and the PPO mini-batch)."""
+    group_size: int = Field(2, ge=2, le=8)
+    """Rollouts per prompt (``rollout.n``); GRPO needs at least 2."""
+    max_turns: int = Field(2, ge=1)
+    """Turn budget per episode (the config's ``env.max_turns`` if that is smaller)."""
+    max_response_length: int = Field(192, ge=64)
+    """Tokens of all turns together: a random model rarely stops on its own, so every turn
+    runs to this budget (the config's ``rollout.max_response_length`` if that is smaller)."""
+    eval_tasks: int = Field(2, ge=1)
+    """Validation tasks (``tasks.n_eval`` for generated or held-out tasks)."""
+    scripted_policy: bool = False
+    """Every other generation is a scripted tool call of the gym (a search, a wrong answer,
+    an action, a finish) instead of the random model's text, so episodes differ in reward and
+    the update has non-zero advantages; the model still scores those tokens. For tests that
+    need rewards; hermes tool format only."""
+
+
 class VerlConfig(_Section):
     """One BAO GRPO training run on verl (``bao-pareto train configs/verl/...yaml``)."""
 
@@ -176,6 +203,8 @@ class VerlConfig(_Section):
     optim: OptimSettings = OptimSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     eval: EvalSettings = EvalSettings()
+    smoke: SmokeSettings = SmokeSettings()
+    """A CPU smoke run with a tiny model instead of the GPU run (``train --smoke`` sets it)."""
     workdir: Path | None = None
     """Parent of the run folders: each run keeps its parquet files, log, validation dumps
     and checkpoints in ``<workdir>/<MLflow run id>`` (default workdir: ``<workspace>/verl``)."""
@@ -191,6 +220,11 @@ class VerlConfig(_Section):
                 "schedule.test_freq steps, so leave eval.every at 0"
             )
         check_min_turns(self.shaping, self.env)
+        if self.smoke.scripted_policy and self.model.tool_format != "hermes":
+            raise ValueError(
+                f"smoke.scripted_policy writes hermes tool calls; model.tool_format is "
+                f"{self.model.tool_format!r}"
+            )
         self._check_gym()
         gpus = self.schedule.n_gpus_per_node * self.schedule.nnodes
         if self.rollout.tensor_parallel_size > gpus:

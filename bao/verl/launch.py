@@ -126,6 +126,11 @@ class RunFolder:
     def log_file(self) -> Path:
         return self.root / "verl.log"
 
+    @property
+    def smoke_model(self) -> Path:
+        """A smoke run's tiny model and tokenizer (:func:`bao.verl.cpu.smoke.build_tiny_model`)."""
+        return self.root / "smoke-model"
+
 
 @dataclass(frozen=True)
 class DataPlan:
@@ -294,16 +299,33 @@ def hydra_value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ",".join(hydra_value(item) for item in value) + "]"
     text = str(value)
-    if _SAFE_HYDRA_VALUE.fullmatch(text) and text.lower() not in ("true", "false", "null"):
+    if (
+        _SAFE_HYDRA_VALUE.fullmatch(text)
+        and text.lower() not in ("true", "false", "null")
+        and not _looks_numeric(text)  # "1" must stay a string (environment values)
+    ):
         return text
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def worker_environment(
-    run_id: str | None, tracking_uri: str | None, folder: RunFolder
+    run_id: str | None,
+    tracking_uri: str | None,
+    folder: RunFolder,
+    *,
+    cpu: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Variables every Ray process of the run needs: the module that registers ``bao_turn``
-    and ``bao_agent``, this project on the import path, and the MLflow run to log into."""
+    and ``bao_agent``, this project on the import path, and the MLflow run to log into; with
+    ``cpu`` (a smoke run's own) also the CPU platform's (:data:`bao.verl.cpu.ENVIRONMENT`)."""
     pythonpath = os.pathsep.join(
         p for p in (str(_PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p
     )
@@ -312,6 +334,11 @@ def worker_environment(
         "PYTHONPATH": pythonpath,
         "VERL_FILE_LOGGER_PATH": str(folder.metrics_file),
     }
+    if cpu is not None:
+        from bao.verl.cpu import ENVIRONMENT
+
+        env.update(ENVIRONMENT)
+        env.update(cpu)
     if tracking_uri:
         env["MLFLOW_TRACKING_URI"] = tracking_uri
     if run_id:
@@ -414,9 +441,16 @@ def hydra_overrides(
         # Every run has a folder of its own; a retried trial starts over, it never resumes
         # another attempt's checkpoint.
         ("trainer.resume_mode", "disable"),
+        # Hydra's own output (the composed config, main_ppo.log) in the run folder, not in an
+        # outputs/ folder of whatever directory verl was started from.
+        ("hydra.run.dir", str(folder.root / "hydra")),
     ]
     if config.model.tokenizer_path:
         pairs.append(("actor_rollout_ref.model.tokenizer_path", config.model.tokenizer_path))
+    if config.smoke.enabled:  # the CPU platform, the hf rollout, one rank (bao.verl.cpu)
+        from bao.verl.cpu.smoke import cpu_overrides
+
+        pairs += cpu_overrides()
     if data.needs_agent_loop_file:
         pairs.append(
             ("actor_rollout_ref.rollout.agent.agent_loop_config_path", str(folder.agent_loop_file))
@@ -550,9 +584,14 @@ def check_gpus(config: VerlConfig) -> None:
     With ``RAY_ADDRESS`` set the run joins that Ray cluster, and the cluster's GPUs count;
     otherwise this machine's CUDA devices do, and ``schedule.nnodes`` must be 1.
     """
+    if config.smoke.enabled:  # a smoke run trains on this machine's CPU
+        return
     schedule = config.schedule
     needed = schedule.n_gpus_per_node * schedule.nnodes
-    fix = "run on a GPU node (docs/verl.md), or use the sim backend on a CPU machine"
+    fix = (
+        "run on a GPU node (docs/verl.md), check the config on CPU with `train --smoke`, or use "
+        "the sim backend on a CPU machine"
+    )
     if os.environ.get("RAY_ADDRESS"):
         found = _ray_cluster_gpus(os.environ["RAY_ADDRESS"])
         where = f"the Ray cluster at {os.environ['RAY_ADDRESS']}"

@@ -46,6 +46,8 @@ class PreparedRun:
     env: dict[str, str]
     folder: RunFolder
     data: DataPlan
+    config: VerlConfig
+    """The config that runs: the one given, or its smoke run (:func:`effective_config`)."""
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,14 @@ def prepare(
     workspace: Path | None = None,
 ) -> PreparedRun:
     """Loads the tasks, builds the overrides and validates them (writes nothing)."""
+    config = effective_config(config, folder)
     data = plan_data(config, folder, workspace)
-    env = worker_environment(run_id, tracking_uri, folder)
+    smoke_env: dict[str, str] | None = None
+    if config.smoke.enabled:
+        from bao.verl.cpu.smoke import smoke_environment
+
+        smoke_env = smoke_environment(config)
+    env = worker_environment(run_id, tracking_uri, folder, cpu=smoke_env)
     overrides = hydra_overrides(
         config,
         data,
@@ -86,7 +94,17 @@ def prepare(
             "actor_rollout_ref.rollout.agent.agent_loop_config_path": loop_file,
         },
     )
-    return PreparedRun(argv=command(overrides), env=env, folder=folder, data=data)
+    return PreparedRun(argv=command(overrides), env=env, folder=folder, data=data, config=config)
+
+
+def effective_config(config: VerlConfig, folder: RunFolder) -> VerlConfig:
+    """A smoke run's config (``smoke.enabled``: a step or two on CPU with the tiny model in
+    the run folder, :mod:`bao.verl.cpu.smoke`), else ``config`` itself."""
+    if not config.smoke.enabled:
+        return config
+    from bao.verl.cpu.smoke import smoke_config
+
+    return smoke_config(config, folder.smoke_model)
 
 
 def run_folder(config: VerlConfig, workspace: Path, run_id: str) -> RunFolder:
@@ -114,6 +132,7 @@ def dry_run(config: VerlConfig, workspace: Path) -> PreparedRun:
 def dry_run_notes(config: VerlConfig, prepared: PreparedRun) -> list[str]:
     """What a dry run cannot check but a user should know before launching."""
     notes: list[str] = []
+    config = prepared.config
     batch = config.optim.train_batch_size
     if len(prepared.data.train_tasks) < batch:
         notes.append(
@@ -175,7 +194,13 @@ def train(config: VerlConfig, workspace: Path, resolved: dict[str, Any]) -> Trai
             workspace=workspace,
         )
         folder.root.mkdir(parents=True, exist_ok=True)
-        prepared.data.write(config.env.max_turns)
+        if config.smoke.enabled:
+            from bao.verl.cpu.smoke import build_tiny_model
+
+            built = build_tiny_model(config, folder.smoke_model)
+            log.info("smoke run on CPU: %s", built)
+            client.set_tag(run_id, "bao.smoke_model", built)
+        prepared.data.write(prepared.config.env.max_turns)
         if prepared.data.needs_agent_loop_file:
             folder.agent_loop_file.write_text(agent_loop_yaml(prepared.data))
         log_run_inputs(client, run_id, resolved, preview.data.eval_tasks)
@@ -186,7 +211,7 @@ def train(config: VerlConfig, workspace: Path, resolved: dict[str, Any]) -> Trai
         run_verl(prepared.argv, prepared.env, folder.log_file)
         step, dump = last_validation_dump(folder.validation_dir)
         trajectories, user_costs = read_validation_dump(dump)
-        metrics = summarize(trajectories, k_max=config.eval.k_max)
+        metrics = summarize(trajectories, k_max=prepared.config.eval.k_max)
         seconds = time.monotonic() - started
         sink = MetricBuffer(client, run_id)
         sink({f"eval/{key}": value for key, value in metrics.items()}, step)

@@ -52,7 +52,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer Qwen2 with the local chat tokenizer, saved as one HF folder."""
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from tests.bao.verl.chat_tokenizer import build_chat_tokenizer
+    from bao.verl.cpu.chat_tokenizer import build_chat_tokenizer
 
     folder = build_chat_tokenizer(tmp_path_factory.mktemp("tiny-qwen2"))
     tokenizer = AutoTokenizer.from_pretrained(folder)

@@ -12,7 +12,7 @@ def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
     pytest.importorskip("verl")
     from transformers import AutoTokenizer
 
-    from tests.bao.verl.chat_tokenizer import build_chat_tokenizer
+    from bao.verl.cpu.chat_tokenizer import build_chat_tokenizer
 
     folder = build_chat_tokenizer(tmp_path_factory.mktemp("tokenizer"))
     return AutoTokenizer.from_pretrained(folder)

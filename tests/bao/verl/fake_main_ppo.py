@@ -80,8 +80,8 @@ def validate(config: Any, step: int) -> dict[str, float]:
     from verl.utils.dataset.rl_dataset import RLHFDataset
     from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
+    from bao.verl.cpu.chat_tokenizer import HF_MODEL_TYPE
     from bao.verl.data import task_from_row
-    from tests.bao.verl.chat_tokenizer import HF_MODEL_TYPE
     from tests.bao.verl.fakes import USER_GYM_POLICIES, FakeServer, scripted, user_gym_scripted
 
     tokenizer = AutoTokenizer.from_pretrained(config.actor_rollout_ref.model.path)

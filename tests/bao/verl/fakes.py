@@ -13,7 +13,7 @@ from verl.workers.rollout.replica import TokenOutput
 from bao.gym_tasks import TelepathyEntity, TurtleStory
 from bao.scripted import SCRIPTED_POLICIES
 from bao.tasks import FunctionTask
-from tests.bao.verl.chat_tokenizer import assistant_reply_ids
+from bao.verl.cpu.chat_tokenizer import assistant_reply_ids
 
 Reply = Callable[[int], str]  # turn number from 0 -> reply text
 
@@ -91,7 +91,7 @@ async def play_row(
     from verl.utils.dataset.rl_dataset import RLHFDataset
 
     from bao.verl.agent_loop import BaoAgentLoop, BaoAgentLoopOutput
-    from tests.bao.verl.chat_tokenizer import HF_MODEL_TYPE
+    from bao.verl.cpu.chat_tokenizer import HF_MODEL_TYPE
 
     loop = BaoAgentLoop(
         trainer_config=DictConfigWrap(composed),

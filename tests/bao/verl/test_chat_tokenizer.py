@@ -19,7 +19,7 @@ from verl.experimental.agent_loop.tool_parser import ToolParser
 from verl.utils.tokenizer.continuous_token import QwenContinuousTokenBuilder
 from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
 
-from tests.bao.verl.chat_tokenizer import (
+from bao.verl.cpu.chat_tokenizer import (
     HF_MODEL_TYPE,
     MARKUP_TOKENS,
     SPECIAL_TOKENS,

@@ -22,6 +22,7 @@ from bao.trajectory import read_trajectories
 from bao.verl import launch
 from bao.verl import run as verl_run
 from bao.verl.config import VerlConfig
+from bao.verl.cpu.chat_tokenizer import build_chat_tokenizer
 from bao.verl.data import task_from_row, write_task_parquet
 from bao.verl.launch import (
     RunFolder,
@@ -34,7 +35,6 @@ from bao.verl.launch import (
     validate_overrides,
 )
 from sweep.cli import main
-from tests.bao.verl.chat_tokenizer import build_chat_tokenizer
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = ROOT / "configs" / "verl" / "function_gym.yaml"
@@ -42,8 +42,8 @@ SWEEP = ROOT / "configs" / "verl" / "sweep_function_gym.yaml"
 FAKE_MAIN = Path(__file__).with_name("fake_main_ppo.py")
 NO_GPU_LINE = (
     "bao-pareto {command}: error: the verl backend needs 8 GPU(s) (schedule.n_gpus_per_node x "
-    "schedule.nnodes) and this machine has 0; run on a GPU node (docs/verl.md), or use the "
-    "sim backend on a CPU machine"
+    "schedule.nnodes) and this machine has 0; run on a GPU node (docs/verl.md), check the "
+    "config on CPU with `train --smoke`, or use the sim backend on a CPU machine"
 )
 
 

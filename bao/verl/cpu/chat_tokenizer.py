@@ -1,6 +1,7 @@
-"""A small, locally built ChatML tokenizer with Hermes-style tool calls, for verl agent-loop tests.
+"""A small, locally built ChatML tokenizer with Hermes-style tool calls.
 
-Real checkpoints cannot be downloaded here, so this trains a byte-level BPE tokenizer (about
+The smoke run uses it when the config's own tokenizer is not on this machine (nothing is ever
+downloaded), and the verl tests use it throughout. It trains a byte-level BPE tokenizer (about
 10 ms) and gives it a ChatML template of our own that verl's Qwen Continuous Token builder
 (``hf_model_type="qwen2"``) and its ``hermes`` tool parser accept.
 """
