@@ -321,7 +321,8 @@ class Reasoner:
         log_weights = self._log_weights(pool, mismatches)
         if len(pool) > self.capacity:
             # The most plausible first; ties keep the earlier thought (stable sort).
-            keep = np.sort(np.argsort(-log_weights, kind="stable")[: self.capacity])
+            keep = (-log_weights).argsort(kind="stable")[: self.capacity]
+            keep.sort()
             pool, mismatches, log_weights = pool[keep], mismatches[keep], log_weights[keep]
         self._set_pool(pool, mismatches, log_weights)
 
@@ -393,14 +394,14 @@ class Reasoner:
         if len(self.pool) < 2:
             return int(options[0])
         log_weights = self._pool_log_weights
-        leader = int(np.argmax(log_weights))
+        leader = int(log_weights.argmax())
         plausible = self.pool[log_weights >= log_weights[leader] - PLAUSIBLE_LOG_RATIO]
         if len(plausible) < 2:
             return int(options[0])
         split_codes = self.library.split_codes
         shown = split_codes[plausible[:, None], options]
-        disagree = np.count_nonzero(shown != split_codes[self.pool[leader], options], axis=0)
-        return int(options[int(np.argmax(disagree))])
+        disagree = (shown != split_codes[self.pool[leader], options]).sum(axis=0)
+        return int(options[int(disagree.argmax())])
 
     def belief(self) -> Belief:
         """The value it would answer, and how strongly it believes it (see :class:`Belief`)."""
@@ -444,20 +445,24 @@ class Reasoner:
         # number): one weighted count over the value codes; no hypothesis answers a nan.
         codes = self.test_codes[self.pool]
         mass = np.bincount(codes, weights=weights)
-        mass[NAN_CODE] = 0.0
-        best = int(np.argmax(mass))
+        mass[NAN_CODE] = 0.0  # no finite value: it cannot be the expected result
+        best = int(mass.argmax())
         if mass[best] <= 0.0:
             return Belief(None, 0.0, 0.0, unexplored / total)
         confidence = float(mass[best]) / total
         mass[best] = 0.0
         runner_up = float(mass.max()) / total
         # Answer the exact value of the most believed hypothesis with that rounding.
-        member = self.pool[int(np.argmax(np.where(codes == best, weights, -1.0)))]
+        member = self.pool[int(np.where(codes == best, weights, -1.0).argmax())]
         return Belief(float(self.test_values[member]), confidence, runner_up, unexplored / total)
 
 
 def test_value_codes(test_values: FloatArray) -> IntArray:
     """Integer codes of the hypotheses' values at a test case, equal exactly where
-    Function-Gym's rounding to 4 decimals makes them equal; :data:`NAN_CODE` for ``nan``
-    (an error or a nan result). Codes are small (``2 + rank``), so counting is cheap."""
-    return _column_codes(round4(test_values))[0]
+    Function-Gym's rounding to 4 decimals makes them equal; :data:`NAN_CODE` where the value
+    is not finite (an error, a nan or an infinite result: none can be the expected result,
+    which is always finite). Codes are small (``2 + rank``), so counting is cheap."""
+    rounded = round4(test_values)
+    codes = _column_codes(rounded)[0]
+    codes[np.isinf(rounded)] = NAN_CODE
+    return codes

@@ -196,7 +196,7 @@ def play_episodes(
             episode.reasoner.think()
         observations = [episode.feature_vector() for episode in active]
         with torch.no_grad():
-            logits = policy(torch.tensor(observations, dtype=torch.float32))
+            logits = policy(torch.from_numpy(np.array(observations, dtype=np.float32)))
             log_probs = functional.log_softmax(logits, dim=-1)
             if greedy:
                 actions = torch.argmax(logits, dim=-1)
@@ -279,7 +279,7 @@ def grpo_update(
 ) -> dict[str, float]:
     """PPO-clipped policy-gradient steps over all turns of the iteration's episodes."""
     settings = config.trainer
-    x = torch.tensor([o for e in episodes for o in e.observations], dtype=torch.float32)
+    x = torch.from_numpy(np.array([o for e in episodes for o in e.observations], dtype=np.float32))
     actions = torch.tensor([a for e in episodes for a in e.actions])
     old_log_probs = torch.tensor([p for e in episodes for p in e.log_probs])
     advantage = torch.tensor([a for adv in advantages for a in adv], dtype=torch.float32)
