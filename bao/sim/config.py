@@ -87,9 +87,11 @@ class ReasonerSettings(_Section):
     library_seed: int = 12345
     """Seed of the library; fixed so that runs with different seeds share one library."""
     # The reasoner's fallibility (docs/sim.md, "How the agent works"). The defaults make a
-    # capacity-48 reasoner need several queries before it trusts a hypothesis, and slip on a
-    # third of its first answers: chosen for the mechanism's range (evidence that sharpens
-    # within the 16-turn budget, slips a retry can catch), not fitted to any published number.
+    # capacity-48 reasoner need several queries before it trusts a hypothesis, and slip on
+    # about a third of its answers after a few queries (half before any): chosen for the
+    # mechanism's range (evidence that sharpens within the 16-turn budget, slips a retry can
+    # catch), not fitted to any published number. Both rates act as
+    # min(0.9, value * sqrt(48 / capacity)).
     mismatch_likelihood: float = Field(0.6, ge=0.0, lt=1.0)
     """Weight factor of a hypothesis per query result that contradicts it, at capacity 48
     (0 rules it out at once, like an infallible reader; larger values need more queries

@@ -237,14 +237,30 @@ def test_a_retry_after_a_slip_keeps_the_hypothesis() -> None:
     agent.observe_query(0, 10.0)
     answered = next(a for a in iter(agent.answer, None) if a != 30.0)  # a slip
     agent.observe_wrong_answer(answered)
-    # No hypothesis predicted the slipped value: the belief is unchanged, the retry answers
-    # the same value again.
+    # No hypothesis predicted the slipped value (here; a rival that did would be ruled out):
+    # the belief is unchanged, the retry answers the same value again.
     assert agent.belief().value == 30.0
     assert agent.belief().confidence == pytest.approx(0.5)
-    # A wrong answer of the believed value itself rules its hypothesis out.
+    # A wrong answer of the believed value itself rules its hypothesis out; the two rivals
+    # tie, and the tie goes to the lower value.
     agent.observe_wrong_answer(30.0)
-    assert agent.belief().value in (71.0, 15.0)
+    assert agent.belief().value == 15.0
+    assert agent.belief().confidence == pytest.approx(0.5)
     assert 0 not in agent.pool.tolist()
+
+
+def test_no_belief_goes_to_an_infinite_value() -> None:
+    # At (10, 4, 6, 2) the first rule overflows to inf (a result, not an error): it cannot be
+    # the expected result, which is always finite, so the reasoner believes the other one.
+    rules = [parse_rule("(a ** 300) * (b ** 300)"), parse_rule("a + b")]
+    lib = HypothesisLibrary.from_rules(rules, PROBES)
+    agent = reasoner(lib, (10, 4, 6, 2), capacity=REFERENCE_CAPACITY, fallibility=fallible(0.5))
+    agent.think()
+    assert math.isinf(agent.test_values[0])
+    belief = agent.belief()
+    assert belief.value == 14.0
+    assert belief.confidence == pytest.approx(0.5)  # the inf hypothesis still holds weight
+    assert belief.runner_up == 0.0
 
 
 def test_queries_test_the_leader_where_alternatives_disagree_and_avoid_the_test_case() -> None:
