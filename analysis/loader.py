@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from analysis.pareto import AnalysisError, ReferencePoint, reference_point
+from bao import records
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CACHE_FOLDER: Final = ".analysis"
+CACHE_FOLDER: Final = records.ANALYSIS_CACHE
 CACHE_VERSION: Final = 1
 """Bumped whenever the cached frames' layout changes, so old caches are ignored."""
 _MEMORY: dict[tuple[str, str], SweepData] = {}
@@ -57,6 +58,9 @@ class SweepData:
     parent_run_id: str | None = None
     workspace: Path | None = None
     """Where it was loaded from (``None`` for sweeps built in memory)."""
+    written_at: Path | None = None
+    """The workspace folder the sweep was written in, when its records tell (a moved
+    workspace's local artifacts are found relative to it)."""
     target_trials: int | None = None
     """The ``n_trials`` the sweep was last run to (``--n-trials`` included), from its study."""
     task_table: pd.DataFrame | None = field(default=None, repr=False)
@@ -113,11 +117,10 @@ class SweepData:
 def load_sweep(workspace: Path, name: str, *, use_cache: bool = True) -> SweepData:
     """The sweep called ``name`` in ``workspace``, from its storage and MLflow runs."""
     from bao.tracking import tracking_uri
-    from sweep.runner import PARENT_RUN_ATTR
-    from sweep.status import open_existing
-    from sweep.storage import N_TRIALS_ATTR
+    from sweep.records import open_sweep
 
-    loaded, study = open_existing(workspace, name)
+    opened = open_sweep(workspace, name)
+    loaded, study = opened.loaded, opened.study
     frozen = study.trials()
     uri = loaded.config.tracking_uri or tracking_uri(workspace)
     signature = _signature(frozen, uri, loaded)
@@ -138,9 +141,10 @@ def load_sweep(workspace: Path, name: str, *, use_cache: bool = True) -> SweepDa
         storage_url=study.url,
         tracking_uri=uri,
         signature=signature,
-        parent_run_id=study.study.user_attrs.get(PARENT_RUN_ATTR),
+        parent_run_id=study.study.user_attrs.get(records.STUDY_PARENT_RUN),
         workspace=workspace,
-        target_trials=_int(str(study.study.user_attrs.get(N_TRIALS_ATTR, ""))),
+        written_at=opened.written_at,
+        target_trials=_int(str(study.study.user_attrs.get(records.STUDY_N_TRIALS, ""))),
     )
     _MEMORY[key] = data
     return data
@@ -161,27 +165,25 @@ def _signature(frozen: Sequence[FrozenTrial], uri: str, loaded: LoadedSweep) -> 
 def _trial_frame(loaded: LoadedSweep, frozen: Sequence[FrozenTrial]) -> pd.DataFrame:
     import pandas as pd
 
-    from sweep.drivers import ATTR_ATTEMPT, ATTR_REASON, ATTR_RETRY_OF, ATTR_RUN_ID, ATTR_VIOLATIONS
-
     config = loaded.config
     rows: list[dict[str, Any]] = []
     for trial in frozen:
         row: dict[str, Any] = {
             "number": trial.number,
             "state": trial.state.name,
-            "attempt": int(trial.user_attrs.get(ATTR_ATTEMPT, 1)),
-            "retry_of": trial.user_attrs.get(ATTR_RETRY_OF),
-            "failure_reason": trial.user_attrs.get(ATTR_REASON),
+            "attempt": int(trial.user_attrs.get(records.ATTR_ATTEMPT, 1)),
+            "retry_of": trial.user_attrs.get(records.ATTR_RETRY_OF),
+            "failure_reason": trial.user_attrs.get(records.ATTR_REASON),
             "datetime_start": trial.datetime_start,
             "datetime_complete": trial.datetime_complete,
-            "mlflow_run_id": trial.user_attrs.get(ATTR_RUN_ID),
+            "mlflow_run_id": trial.user_attrs.get(records.ATTR_RUN_ID),
         }
         for path in config.search_space:
             row[f"params.{path}"] = trial.params.get(path)
         values = trial.values or [math.nan] * len(config.objectives)
         for objective, value in zip(config.objectives, values, strict=True):
             row[objective.metric] = float(value)
-        violations = trial.user_attrs.get(ATTR_VIOLATIONS)
+        violations = trial.user_attrs.get(records.ATTR_VIOLATIONS)
         row["violation"] = (
             float(sum(max(0.0, v) for v in violations)) if violations is not None else math.nan
         )
@@ -214,6 +216,7 @@ def _read_mlflow(workspace: Path, uri: str, experiment: str) -> RunTable:
     import pandas as pd
 
     from bao.tracking import mlflow_client
+    from sweep.records import role_filter
 
     client = mlflow_client(workspace, uri)
     found = client.get_experiment_by_name(experiment)
@@ -227,7 +230,7 @@ def _read_mlflow(workspace: Path, uri: str, experiment: str) -> RunTable:
         while True:
             page = client.search_runs(
                 [found.experiment_id],
-                filter_string=f"tags.`bao.role` = '{role}'",
+                filter_string=role_filter(role),
                 max_results=10_000,
                 page_token=token,
             )
@@ -237,11 +240,11 @@ def _read_mlflow(workspace: Path, uri: str, experiment: str) -> RunTable:
                     {
                         "run_id": run.info.run_id,
                         "artifact_uri": run.info.artifact_uri,
-                        "parent_run_id": tags.get("mlflow.parentRunId"),
-                        "seed": _int(tags.get("bao.seed")),
-                        "eval_set_hash": tags.get("bao.eval_set_hash"),
-                        "code_version": tags.get("bao.code_version"),
-                        "checkpoint_uri": tags.get("bao.checkpoint_uri"),
+                        "parent_run_id": tags.get(records.TAG_PARENT),
+                        "seed": _int(tags.get(records.TAG_SEED)),
+                        "eval_set_hash": tags.get(records.TAG_EVAL_SET_HASH),
+                        "code_version": tags.get(records.TAG_CODE_VERSION),
+                        "checkpoint_uri": tags.get(records.TAG_CHECKPOINT_URI),
                         **run.data.metrics,
                     }
                 )
@@ -250,7 +253,7 @@ def _read_mlflow(workspace: Path, uri: str, experiment: str) -> RunTable:
                 break
         return pd.DataFrame(rows) if rows else _no_runs()
 
-    return table("trial"), table("seed")
+    return table(records.ROLE_TRIAL), table(records.ROLE_SEED)
 
 
 def _no_runs() -> pd.DataFrame:

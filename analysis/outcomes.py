@@ -16,11 +16,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 import numpy as np
 from numpy.typing import NDArray
+
+from bao.records import ARTIFACT_TRAJECTORIES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TRAJECTORIES: Final = "trajectories.jsonl"
+TRAJECTORIES: Final = ARTIFACT_TRAJECTORIES
 MAX_TRIALS: Final = 2000
 """Above this many trials the trajectories are not read (minutes of I/O); intervals then use
 the per-trial model of :mod:`analysis.uncertainty`."""
@@ -102,7 +102,7 @@ def _read_trajectories(data: SweepData) -> pd.DataFrame:
     with tempfile.TemporaryDirectory() as folder:
         for seed in data.seeds.itertuples(index=False):
             run_id = str(seed.run_id)
-            in_place = _local_artifact(getattr(seed, "artifact_uri", None))
+            in_place = _local_artifact(data, getattr(seed, "artifact_uri", None))
             if in_place is not None:
                 if not in_place.is_file():
                     continue  # a backend that logs no trajectories: this trial is not paired
@@ -132,19 +132,15 @@ def _read_trajectories(data: SweepData) -> pd.DataFrame:
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["number", "run_id", "task"])
 
 
-def _local_artifact(artifact_uri: object) -> Path | None:
+def _local_artifact(data: SweepData, artifact_uri: object) -> Path | None:
     """The trajectories file of a run whose artifacts are on this machine's disk (the
     workspace's default store), to be read in place: through the client, every run costs a
     tracking-store query, even when it has no such file (14 s for 1,000 trials; see
     docs/benchmarks.md). ``None`` for remote stores, which go through the client."""
-    if not isinstance(artifact_uri, str) or not artifact_uri:
-        return None
-    parsed = urlparse(artifact_uri)
-    if parsed.scheme == "file":
-        return Path(url2pathname(parsed.path)) / TRAJECTORIES
-    if parsed.scheme == "":
-        return Path(artifact_uri) / TRAJECTORIES
-    return None
+    from sweep.records import local_artifact_dir
+
+    folder = local_artifact_dir(artifact_uri, data.workspace, data.written_at)
+    return None if folder is None else folder / TRAJECTORIES
 
 
 def _cache_path(data: SweepData) -> Path | None:

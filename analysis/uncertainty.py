@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Final, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from analysis.pareto import AnalysisError, hypervolume, natural_bounds, pareto_mask
+from analysis.pareto import AnalysisError, hypervolume, pareto_mask
+from bao.metrics import natural_bounds
 
 if TYPE_CHECKING:
     import pandas as pd

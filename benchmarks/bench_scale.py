@@ -121,7 +121,7 @@ def analysis_timings(workspace: Path, name: str, *, draws: int, repeat: int) -> 
         pareto_mask,
         pareto_ranks,
     )
-    from analysis.report import COLLAPSE_AT, COLLAPSE_METRIC, analyse_front
+    from analysis.report import analyse_front, collapsed_numbers
     from analysis.uncertainty import draw_metrics, p_nondominated
     from dashboard.figures import frontier_figure
 
@@ -174,8 +174,7 @@ def analysis_timings(workspace: Path, name: str, *, draws: int, repeat: int) -> 
     volumes = uncertainty()
     front = once("analyse_front_s", lambda: analyse_front(data, n_draws=draws))
 
-    silent = front.frame[COLLAPSE_METRIC].to_numpy(dtype=float) >= COLLAPSE_AT
-    collapsed = [int(n) for n in front.frame["number"].to_numpy()[silent]]
+    collapsed = collapsed_numbers(front.frame)
     figure = best(
         "figure_s",
         lambda: frontier_figure(

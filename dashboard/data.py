@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from bao import records
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -31,28 +33,27 @@ REFERENCE_TABLE_ENV: Final = "BAO_PARETO_REFERENCE_TABLE"
 """Set by ``bao-pareto dashboard --reference-table CSV``: published results to draw."""
 POLL_SECONDS: Final = 10
 """Storages without a file to watch (PostgreSQL, MySQL) are re-read at most this often."""
-TRAJECTORIES: Final = "trajectories.jsonl"
-RUN_CONFIG: Final = "config.yaml"
+TRAJECTORIES: Final = records.ARTIFACT_TRAJECTORIES
+RUN_CONFIG: Final = records.ARTIFACT_RUN_CONFIG
 
 
 def sweep_names(workspace: Path) -> list[str]:
     """Every sweep in the workspace (a folder under ``sweeps/`` with a manifest), sorted."""
-    from sweep.storage import MANIFEST
-
-    root = workspace / "sweeps"
+    root = workspace / records.SWEEPS
     if not root.is_dir():
         return []
-    return sorted(p.parent.name for p in root.glob(f"*/{MANIFEST}") if p.is_file())
+    manifests = root.glob(f"*/{records.MANIFEST_FILE}")
+    return sorted(p.parent.name for p in manifests if p.is_file())
 
 
 def sweep_stamp(workspace: Path, name: str) -> str:
     """Changes whenever the sweep's records may have changed; cheap enough to call on every
     rerun. File storages (the default SQLite database, a journal file) are stamped by their
     size and modification time; server storages by a clock tick of :data:`POLL_SECONDS`."""
-    from sweep.storage import MANIFEST, sweep_dir
+    from sweep.storage import sweep_dir
 
     folder = sweep_dir(workspace, name)
-    parts = [_file_stamp(folder / MANIFEST)]
+    parts = [_file_stamp(folder / records.MANIFEST_FILE)]
     storage = _storage_file(workspace, name)
     stamps = [] if storage is None else [_file_stamp(storage)]
     if stamps and stamps[0] != "-":
@@ -72,12 +73,14 @@ def _file_stamp(path: Path) -> str:
 
 
 def _storage_file(workspace: Path, name: str) -> Path | None:
+    from sweep.records import storage_in
     from sweep.storage import read_manifest
 
     try:
-        _, url = read_manifest(workspace, name)
+        loaded, recorded = read_manifest(workspace, name)
     except Exception:  # a broken manifest is reported by the overview, not here
         return None
+    url = storage_in(loaded, workspace, recorded)
     if url.startswith("sqlite:///"):
         return Path(url.removeprefix("sqlite:///").split("?", 1)[0])
     if url.startswith("journal:"):
@@ -355,11 +358,11 @@ def parameter_importance(data: SweepData) -> dict[str, dict[str, float]]:
     import optuna
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
-    from sweep.status import open_existing
+    from sweep.records import open_sweep
 
     if data.workspace is None or len(data.complete) < 2:
         return {}
-    _, study = open_existing(data.workspace, data.name)
+    study = open_sweep(data.workspace, data.name).study
     result: dict[str, dict[str, float]] = {}
     for index, metric in enumerate(data.metrics):
 
