@@ -461,8 +461,10 @@ def _check_arguments(
 
 
 def _read_dump(source: Path) -> Iterator[_Row]:
+    from bao.dumps import json_lines, step_files, step_of
+
     if source.is_dir():
-        files = sorted(source.glob("*.jsonl"), key=_step_file_order)
+        files = step_files(source)
         if not files:
             raise TaskDataError(
                 f"{source}: no *.jsonl files in this folder",
@@ -474,38 +476,10 @@ def _read_dump(source: Path) -> Iterator[_Row]:
         raise TaskDataError(f"validation dump {str(source)!r} does not exist", fix="check the path")
     for file in files:
         # verl names each file after its step; rows without a step field take it from there.
-        file_step = int(file.stem) if file.stem.isdigit() else None
+        file_step = step_of(file)
         label = f"{file.name} line" if source.is_dir() else "line"
-        try:
-            handle = file.open(encoding="utf-8")
-        except OSError as error:
-            raise TaskDataError(f"{file}: cannot be read ({error})", fix="check the file") from None
-        with handle:
-            try:
-                for number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        data = json.loads(line)
-                    except json.JSONDecodeError as error:
-                        raise TaskDataError(
-                            f"{file}: line {number} is not valid JSON ({error.msg})",
-                            fix="repair or delete that line (an interrupted write cuts off "
-                            "the last one)",
-                        ) from None
-                    if not isinstance(data, dict):
-                        raise TaskDataError(
-                            f"{file}: line {number} is not a JSON object",
-                            value=data,
-                            fix="a validation dump has one JSON object per line",
-                        )
-                    yield _Row(f"{label} {number}", data, _row_step(data, file_step))
-            except UnicodeDecodeError:
-                raise TaskDataError(f"{file}: not UTF-8 text", fix="check the file") from None
-
-
-def _step_file_order(file: Path) -> tuple[int, int, str]:
-    return (0, int(file.stem), "") if file.stem.isdigit() else (1, 0, file.name)
+        for number, data in json_lines(file):
+            yield _Row(f"{label} {number}", data, _row_step(data, file_step))
 
 
 def _row_step(data: Mapping[str, Any], file_step: int | None) -> int | None:
