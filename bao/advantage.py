@@ -3,8 +3,8 @@
 For a group of rollouts of the same task, with shaped turn rewards ``r'_1..r'_T`` each:
 
 * the trajectory score ``S`` (``score``): ``sum`` of ``r'``, ``mean`` (UserRL's "Sum", which
-  divides by ``T``), or ``r2g`` (the discounted return from turn 1); rounded to 4 decimals as
-  the UserRL/BAO code does;
+  divides by ``T``), or ``r2g`` (the discounted return from turn 1); ``sum`` and ``mean``
+  rounded to 4 decimals (after a left-to-right sum), ``r2g`` not, as the UserRL/BAO code does;
 * the group z-score ``z = (S - mean(S)) / (std(S) + 1e-6)``, with the sample standard
   deviation (``n - 1``, as ``torch.std``); a group of one uses mean 0 and std 1;
 * the per-turn credit ``c_t`` (``credit``): ``r2g`` (reward-to-go ``sum_k gamma^(k-t) r'_k``),
@@ -65,16 +65,17 @@ def turn_credits(rewards: Sequence[float], credit: Credit, gamma: float) -> list
 
 
 def trajectory_score(rewards: Sequence[float], score: Score, gamma: float) -> float:
-    """The trajectory score ``S``, rounded to 4 decimals."""
+    """The trajectory score ``S``: ``sum`` and ``mean`` rounded to 4 decimals, ``r2g`` not,
+    as UserRL's turn-credit code does. The sums are Python's left-to-right ``sum`` (not an
+    exactly rounded one), as upstream, so that a value on a rounding tie falls on the same side.
+    """
     if not rewards:
         return 0.0
     if score == "sum":
-        value = math.fsum(rewards)
-    elif score == "mean":
-        value = math.fsum(rewards) / len(rewards)
-    else:
-        value = reward_to_go(rewards, gamma)[0]
-    return round(value, 4)
+        return round(sum(rewards), 4)
+    if score == "mean":
+        return round(sum(rewards) / len(rewards), 4)
+    return reward_to_go(rewards, gamma)[0]
 
 
 def group_z_scores(scores: Sequence[float], group_ids: Sequence[Hashable]) -> list[float]:

@@ -71,8 +71,9 @@ def parse_action(action: str) -> tuple[str, str]:
 
 class TurnBudget:
     """The start and the end of a turn, the same in every gym: a step is refused before
-    ``reset`` and after the end; a correct answer or ``finish`` terminates; otherwise the turn
-    that reaches ``max_turns`` truncates, and the observation says so."""
+    ``reset`` and after the end; a correct answer or ``finish`` terminates; the turn that
+    reaches ``max_turns`` truncates, also when it terminated too (a correct answer or
+    ``finish`` on the last turn reports both, as UserRL does), and the observation says so."""
 
     turn: int
     max_turns: int
@@ -91,7 +92,7 @@ class TurnBudget:
         self, observation: str, reward: float, event: str, choice: str, value: Any
     ) -> tuple[str, float, bool, bool, dict[str, Any]]:
         terminated = event in ("answer_correct", "finish")
-        truncated = not terminated and self.turn >= self.max_turns
+        truncated = self.turn >= self.max_turns
         if truncated:
             observation += f" The turn budget of {self.max_turns} is used up."
         self.done = terminated or truncated

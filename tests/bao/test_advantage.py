@@ -67,6 +67,31 @@ def test_r2g_score() -> None:
     assert advantages[0] == pytest.approx([z] * 3, abs=1e-12)
 
 
+def test_r2g_score_is_not_rounded_but_sum_and_mean_are() -> None:
+    # One-turn trajectories 0.00004 and 0: the r2g score keeps 4e-5 (z = +-2e-5 / (std + 1e-6)
+    # with std = 4e-5 / sqrt(2)); rounded to 4 decimals, as sum and mean are, both scores are
+    # 0 and so are the advantages.
+    z = 2e-5 / (4e-5 / math.sqrt(2) + 1e-6)
+    r2g = turn_advantages([[0.00004], [0.0]], [0, 0], credit="equalized", score="r2g")
+    assert r2g == [pytest.approx([z], abs=1e-9), pytest.approx([-z], abs=1e-9)]
+    for score in ("sum", "mean"):
+        rounded = turn_advantages([[0.00004], [0.0]], [0, 0], credit="equalized", score=score)
+        assert rounded == [[0.0], [0.0]]
+
+
+def test_scores_are_summed_left_to_right_before_rounding() -> None:
+    # 0.9221 + 0.70906 + 0.12639 is 1.75755 summed left to right (rounds to 1.7575) but
+    # 1.7575500000000002 summed exactly (rounds to 1.7576). Upstream sums left to right, so
+    # against a one-turn trajectory of 1.7576 the two scores differ and the z-scores are
+    # +-1 / sqrt(2) (up to the 1e-6 in the denominator), not 0.
+    z = 0.00005 / (0.0001 / math.sqrt(2) + 1e-6)
+    advantages = turn_advantages(
+        [[0.9221, 0.70906, 0.12639], [1.7576]], [0, 0], credit="equalized", score="sum"
+    )
+    assert advantages[0] == pytest.approx([-z] * 3, abs=1e-9)
+    assert advantages[1] == pytest.approx([z], abs=1e-9)
+
+
 def test_r2g_norm_estimator() -> None:
     # Pool all six reward-to-go values: mean 0.154, sample std 0.5840589011.
     pooled = [0.496, 0.62, 0.9, -0.352, -0.44, -0.3]

@@ -149,9 +149,16 @@ def test_truncation_at_max_turns_and_no_step_after_the_end() -> None:
         env.step("[answer] -16")
 
 
-def test_correct_answer_on_the_last_turn_is_terminated_not_truncated() -> None:
+def test_correct_answer_on_the_last_turn_is_terminated_and_truncated() -> None:
+    # UserRL reports both when the step that ends the episode also uses up the budget.
     env = fresh(max_turns=1)
-    assert step(env, "[answer] -16")[1:4] == (1.0, True, False)
+    assert step(env, "[answer] -16")[1:4] == (1.0, True, True)
+
+
+def test_finish_on_the_last_turn_is_terminated_and_truncated() -> None:
+    env = fresh(max_turns=2)
+    assert step(env, "[search] test")[2:4] == (False, False)
+    assert step(env, "[finish]")[1:4] == (0.0, True, True)
 
 
 def test_step_before_reset_raises_and_reset_restarts() -> None:
