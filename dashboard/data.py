@@ -219,46 +219,16 @@ def seed_runs(data: SweepData, number: int) -> pd.DataFrame:
 
 def training_curves(data: SweepData, run_ids: list[str], prefix: str = "train/") -> pd.DataFrame:
     """Long table ``run_id, metric, step, value`` of every ``prefix`` metric of the runs."""
-    import pandas as pd
+    from analysis.loader import metric_histories
 
-    from bao.tracking import mlflow_client
-
-    assert data.workspace is not None
-    client = mlflow_client(data.workspace, data.tracking_uri)
-    frames = []
-    for run_id in run_ids:
-        run = client.get_run(run_id)
-        for key in sorted(k for k in run.data.metrics if k.startswith(prefix)):
-            history = client.get_metric_history(run_id, key)
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "run_id": run_id,
-                        "metric": key,
-                        "step": [m.step for m in history],
-                        "value": [m.value for m in history],
-                    }
-                )
-            )
-    if not frames:
-        return pd.DataFrame(columns=["run_id", "metric", "step", "value"])
-    return pd.concat(frames, ignore_index=True).sort_values(["metric", "run_id", "step"])
+    return metric_histories(data, run_ids, prefix)
 
 
 def run_artifact_text(data: SweepData, run_id: str, path: str) -> str | None:
     """A text artifact of one of the sweep's runs, or ``None`` when it has none."""
-    from mlflow.exceptions import MlflowException
+    from analysis.loader import run_artifact_text as read
 
-    from bao.tracking import mlflow_client
-
-    assert data.workspace is not None
-    client = mlflow_client(data.workspace, data.tracking_uri)
-    with tempfile.TemporaryDirectory() as folder:
-        try:
-            local = client.download_artifacts(run_id, path, folder)
-        except (MlflowException, OSError):
-            return None
-        return Path(local).read_text(encoding="utf-8")
+    return read(data, run_id, path)
 
 
 def trajectories(data: SweepData, run_id: str) -> list[Trajectory]:
@@ -352,30 +322,10 @@ def reference_gyms(path: Path) -> list[str]:
 
 
 def parameter_importance(data: SweepData) -> dict[str, dict[str, float]]:
-    """Per objective, each searched parameter's fANOVA importance (Optuna's evaluator, on the
-    sweep's complete trials; shares summing to 1). Empty when there is nothing to explain:
-    fewer than two complete trials, or a single parameter."""
-    import optuna
-    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+    """Per objective, each searched parameter's fANOVA importance
+    (:func:`analysis.importance.parameter_importance` on the study the reader opens)."""
+    from analysis.importance import parameter_importance as importance
+    from analysis.loader import study_of
 
-    from sweep.records import open_sweep
-
-    if data.workspace is None or len(data.complete) < 2:
-        return {}
-    study = open_sweep(data.workspace, data.name).study
-    result: dict[str, dict[str, float]] = {}
-    for index, metric in enumerate(data.metrics):
-
-        def target(trial: optuna.trial.FrozenTrial, index: int = index) -> float:
-            return float(trial.values[index])
-
-        try:
-            shares = get_param_importances(
-                study.study, evaluator=FanovaImportanceEvaluator(seed=0), target=target
-            )
-        except (RuntimeError, ValueError) as error:
-            # Optuna refuses when no parameter varies or too few trials are complete.
-            log.info("no parameter importance for %s of %s: %s", metric, data.name, error)
-            continue
-        result[metric] = {name: float(value) for name, value in shares.items()}
-    return result
+    study = study_of(data) if len(data.complete) >= 2 else None
+    return {} if study is None else importance(data, study)
