@@ -224,29 +224,38 @@ def parse_tool_calls(output: str) -> ParsedOutput:
     return ParsedOutput(calls=calls, n_responses=n_responses)
 
 
+def _json_object(text: str, not_json: str, not_object: str) -> tuple[dict[str, Any], str | None]:
+    """``text`` parsed as a JSON object, or the problem: ``not_json`` with the parser's
+    reason, ``not_object`` for JSON of another type."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        return {}, f"{not_json} ({error.msg})"
+    return (data, None) if isinstance(data, dict) else ({}, not_object)
+
+
 def _read_call(body: str) -> ToolCall:
     raw = _clip(body.strip())
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError as error:
-        return ToolCall(raw=raw, problem=f"the tool call is not valid JSON ({error.msg})")
-    if not isinstance(data, dict):
-        return ToolCall(raw=raw, problem="the tool call is not a JSON object")
+    data, problem = _json_object(
+        body, "the tool call is not valid JSON", "the tool call is not a JSON object"
+    )
     name = data.get("name")
-    if name is not None and name != TOOL_NAME:
-        return ToolCall(raw=raw, problem=f"the call is to tool {name!r}, not {TOOL_NAME!r}")
+    if problem is None and name is not None and name != TOOL_NAME:
+        problem = f"the call is to tool {name!r}, not {TOOL_NAME!r}"
+    if problem is not None:
+        return ToolCall(raw=raw, problem=problem)
     arguments = data.get("arguments", data.get("parameters"))
     if arguments is None and "choice" in data:
         arguments = data  # the arguments written without the name/arguments envelope
+    no_arguments = "the call has no arguments object"
     if isinstance(arguments, str):
         # OpenAI-style tool calls carry the arguments as a JSON string, and chat templates
         # that run them through tojson keep them that way.
-        try:
-            arguments = json.loads(arguments)
-        except json.JSONDecodeError as error:
-            return ToolCall(raw=raw, problem=f"the arguments string is not JSON ({error.msg})")
-    if not isinstance(arguments, dict):
-        return ToolCall(raw=raw, problem="the call has no arguments object")
+        arguments, problem = _json_object(
+            arguments, "the arguments string is not JSON", no_arguments
+        )
+    if problem is not None or not isinstance(arguments, dict):
+        return ToolCall(raw=raw, problem=problem or no_arguments)
     choice = arguments.get("choice")
     if not isinstance(choice, str) or not choice.strip():
         return ToolCall(raw=raw, problem="the call's arguments have no 'choice'")

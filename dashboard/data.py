@@ -270,6 +270,8 @@ def eval_metrics(data: SweepData, number: int) -> pd.DataFrame:
     ``metric, value, low, high``."""
     import pandas as pd
 
+    from analysis.jsonable import finite_or_none
+
     row = data.trials[data.trials["number"] == number]
     if row.empty:
         return pd.DataFrame(columns=["metric", "value", "low", "high"])
@@ -281,26 +283,18 @@ def eval_metrics(data: SweepData, number: int) -> pd.DataFrame:
     )
     rows = []
     for name in names:
-        value = _number(record.get(name))
+        value = finite_or_none(record.get(name))
         if value is None:
             continue
         rows.append(
             {
                 "metric": name,
                 "value": value,
-                "low": _number(record.get(f"{name}_lo")),
-                "high": _number(record.get(f"{name}_hi")),
+                "low": finite_or_none(record.get(f"{name}_lo")),
+                "high": finite_or_none(record.get(f"{name}_hi")),
             }
         )
     return pd.DataFrame(rows, columns=["metric", "value", "low", "high"])
-
-
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 # --------------------------------------------------------------------------- references
