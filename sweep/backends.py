@@ -27,12 +27,12 @@ import math
 import re
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from bao.configuration import ConfigError, apply_overrides, read_yaml, validate
+from bao.configuration import ConfigError, apply_overrides, merge, read_yaml, validate
 from sweep.config import CommandBackend, LoadedSweep, SimBackend, SweepConfig, VerlBackend
 
 log = logging.getLogger(__name__)
@@ -354,7 +354,7 @@ def _check_train_config(
             f"{source}: backend.train_config: {str(train_path)!r} does not exist",
             fix=f"give a {config.backend.kind} config path relative to the sweep config",
         )
-    base = _merge(read_yaml(train_path), config.train)
+    base = merge(read_yaml(train_path), config.train)
     base.pop("seed", None)  # every trial sets its own training seed
     checked = [validate(model, base, source=f"{source}: train")]
     # Both ends of every range (and every choice) must give a valid training config.
@@ -439,13 +439,3 @@ def _check_command(config: SweepConfig, source: str) -> None:
             value=config.backend.metrics_file,
             fix="e.g. metrics.json; it is created inside {workdir}",
         )
-
-
-def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
