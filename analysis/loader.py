@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_TRIALS: Final = 2000
+"""Above this many trials the trajectories are not read (minutes of I/O) nor paired; intervals
+then use the per-trial model of :mod:`analysis.uncertainty`."""
 CACHE_FOLDER: Final = records.ANALYSIS_CACHE
 CACHE_VERSION: Final = 1
 """Bumped whenever the cached frames' layout changes, so old caches are ignored."""
@@ -404,10 +407,8 @@ def read_task_table(data: SweepData) -> pd.DataFrame | None:
     """The per-task outcomes of the sweep's seed runs (one row per trial, seed run and task,
     the per-trajectory metric values), read from their ``trajectories.jsonl`` artifacts and
     cached on disk under the sweep's signature; ``None`` for a sweep held only in memory,
-    without seed runs, or with more than :data:`analysis.outcomes.MAX_TRIALS` complete
-    trials (minutes of I/O: those are not paired)."""
-    from analysis.outcomes import MAX_TRIALS
-
+    without seed runs, or with more than :data:`MAX_TRIALS` complete trials (minutes of
+    I/O: those are not paired)."""
     if data.workspace is None or data.seeds.empty or len(data.complete) > MAX_TRIALS:
         return None
     cache = _task_cache_path(data)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,10 +24,6 @@ if TYPE_CHECKING:
     from analysis.loader import SweepData
 
 log = logging.getLogger(__name__)
-
-MAX_TRIALS: Final = 2000
-"""Above this many trials the trajectories are not read (minutes of I/O) nor paired; intervals
-then use the per-trial model of :mod:`analysis.uncertainty`."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +45,8 @@ def task_outcomes(data: SweepData, frame: pd.DataFrame) -> TaskOutcomes | None:
     from the task table the reader loaded with the sweep (no I/O here); ``None`` when there
     is none, or fewer than two trials qualify (nothing to pair)."""
     import pandas as pd
+
+    from analysis.loader import MAX_TRIALS
 
     if len(frame) > MAX_TRIALS or data.task_table is None:
         return None

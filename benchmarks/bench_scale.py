@@ -13,7 +13,7 @@ cache of an earlier step or size is warm:
   to compute the signature); the Pareto mask and ranks; the hypervolume at the sweep's
   reference point, its per-trial contributions and its history; the per-task outcomes (the
   paired task bootstrap's input, read from every run's trajectories up to
-  ``analysis.outcomes.MAX_TRIALS`` trials); the 1000 uncertainty draws, P(non-dominated)
+  ``analysis.loader.MAX_TRIALS`` trials); the 1000 uncertainty draws, P(non-dominated)
   over them and the hypervolume of every draw (what ``compare_sweeps`` computes per sweep);
   ``analyse_front`` as a whole (what ``front`` and the dashboard run); the frontier figure
   (``dashboard.figures.frontier_figure``), its JSON and its size; the process's peak RSS;

@@ -16,14 +16,36 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
-if TYPE_CHECKING:
-    from sweep.config import SweepConfig
+from sweep.params import CategoricalParam, FloatParam, IntParam
 
 Library = Literal["optuna", "pymoo"]
+
+
+class DriverSettings(Protocol):
+    """What a factory reads of ``driver`` (:class:`sweep.config.DriverConfig` is one)."""
+
+    @property
+    def n_startup_trials(self) -> int: ...
+    @property
+    def population(self) -> int: ...
+    @property
+    def grid_points(self) -> int: ...
+
+
+class SweepSettings(Protocol):
+    """What a factory reads of a sweep config (:class:`sweep.config.SweepConfig` is one;
+    a protocol, so that the config can check algorithms here without a circle)."""
+
+    @property
+    def driver(self) -> DriverSettings: ...
+    @property
+    def search_space(self) -> Mapping[str, FloatParam | IntParam | CategoricalParam]: ...
+    @property
+    def objectives(self) -> Sequence[object]: ...
 
 
 @dataclass(frozen=True)
@@ -37,7 +59,7 @@ class AlgorithmSpec:
     ``Trial.set_constraint`` where they can (random, qmc and grid draw regardless; the
     analysis still marks infeasible trials); pymoo's nsga2 and nsga3 are told them as
     inequality constraints; moead cannot be told any."""
-    build: Callable[[SweepConfig, int], Any]
+    build: Callable[[SweepSettings, int], Any]
     """``(config, seed)`` -> an Optuna sampler, or a pymoo algorithm not yet set up."""
 
 
@@ -74,8 +96,8 @@ def algorithm(library: Library, name: str) -> AlgorithmSpec:
 # ---------------------------------------------------------------------------------- optuna
 
 
-def _optuna(name: str, make: Callable[[Any, SweepConfig, int], Any], **facts: bool) -> None:
-    def build(config: SweepConfig, seed: int) -> Any:
+def _optuna(name: str, make: Callable[[Any, SweepSettings, int], Any], **facts: bool) -> None:
+    def build(config: SweepSettings, seed: int) -> Any:
         import optuna
 
         with warnings.catch_warnings():
@@ -124,7 +146,7 @@ _optuna(
 )
 
 
-def _grid(samplers: Any, config: SweepConfig, seed: int) -> Any:
+def _grid(samplers: Any, config: SweepSettings, seed: int) -> Any:
     from sweep.space import grid_values
 
     grid = {
@@ -152,20 +174,20 @@ def reference_directions(n_obj: int, population: int) -> Any:
     return np.asarray(get_reference_directions("das-dennis", n_obj, n_partitions=partitions))
 
 
-def _nsga2(config: SweepConfig, seed: int) -> Any:
+def _nsga2(config: SweepSettings, seed: int) -> Any:
     from pymoo.algorithms.moo.nsga2 import NSGA2
 
     return NSGA2(pop_size=config.driver.population)
 
 
-def _nsga3(config: SweepConfig, seed: int) -> Any:
+def _nsga3(config: SweepSettings, seed: int) -> Any:
     from pymoo.algorithms.moo.nsga3 import NSGA3
 
     directions = reference_directions(len(config.objectives), config.driver.population)
     return NSGA3(ref_dirs=directions, pop_size=config.driver.population)
 
 
-def _moead(config: SweepConfig, seed: int) -> Any:
+def _moead(config: SweepSettings, seed: int) -> Any:
     from pymoo.algorithms.moo.moead import ParallelMOEAD
 
     directions = reference_directions(len(config.objectives), config.driver.population)

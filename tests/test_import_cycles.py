@@ -2,9 +2,9 @@
 
 tests/test_layout.py checks the arrow between packages; this checks the modules inside them:
 a circle (a imports b, b imports a, however deep) means neither can be read, tested or
-replaced alone. The graph is read from the source with ast, every import statement included,
-those inside functions too (a deferred import is still a dependency), except those under
-``if TYPE_CHECKING:``, which never run: a type annotation may name a module above.
+replaced alone. The graph is read from the source with ast, every import statement included:
+those inside functions (a deferred import is still a dependency) and those under
+``if TYPE_CHECKING:`` (a type annotation that names a module is a dependency on it too).
 """
 
 from __future__ import annotations
@@ -38,15 +38,7 @@ def imported_modules(path: Path, known: set[str]) -> set[str]:
     this = module_name(path)
     package = this if path.name == "__init__.py" else this.rpartition(".")[0]
     found: set[str] = set()
-    type_only = {
-        id(inner)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
-        for inner in ast.walk(node)
-    }
     for node in ast.walk(tree):
-        if id(node) in type_only:
-            continue
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
