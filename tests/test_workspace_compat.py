@@ -5,6 +5,10 @@
 hold the absolute paths of the folder it was written in, which no longer exists: reading a
 copy in another folder also checks that the reader finds the storage and the artifacts
 relative to the workspace it is given.
+
+The documents are compared exactly, except that floats may differ in their last bits
+(relative 1e-12): the intervals come from matrix products whose rounding depends on the BLAS
+build and the CPU, and this test pins the record format, not a machine's arithmetic.
 """
 
 from __future__ import annotations
@@ -33,6 +37,25 @@ def moved_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
+def same(found: Any, expected: Any, where: str = "$") -> None:
+    """``found`` is ``expected``: the same keys, lengths, types and values, floats up to
+    relative 1e-12; fails naming the first place that differs."""
+    assert type(found) is type(expected), f"{where}: {found!r} != {expected!r}"
+    if isinstance(expected, dict):
+        # The fixture was written with sorted keys; the order of keys is not the format.
+        assert sorted(found) == sorted(expected), f"{where}: keys {sorted(found)}"
+        for key in expected:
+            same(found[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert len(found) == len(expected), f"{where}: {len(found)} items, not {len(expected)}"
+        for index, (a, b) in enumerate(zip(found, expected, strict=True)):
+            same(a, b, f"{where}[{index}]")
+    elif isinstance(expected, float):
+        assert found == pytest.approx(expected, rel=1e-12, abs=0.0), f"{where}: {found!r}"
+    else:
+        assert found == expected, f"{where}: {found!r} != {expected!r}"
+
+
 def run_json(argv: list[str], workspace: Path, capsys: pytest.CaptureFixture[str]) -> Any:
     from sweep.cli import main
 
@@ -50,7 +73,7 @@ def test_a_0_1_0_workspace_reads_the_same(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     expected = json.loads((FIXTURE / f"{name}.{kind}.json").read_text())
-    assert run_json(argv, moved_workspace, capsys) == expected
+    same(run_json(argv, moved_workspace, capsys), expected)
 
 
 def test_the_fixture_keeps_what_it_pins() -> None:
@@ -65,3 +88,18 @@ def test_the_fixture_keeps_what_it_pins() -> None:
     assert any(t["state"] == "FAIL" for t in cmd_status["trials"])
     assert any(t["retry_of"] is not None for t in cmd_status["trials"])
     assert any(t.get("feasible") is False for t in cmd_front["trials"])
+
+
+def test_the_comparison_tells_a_changed_document() -> None:
+    document = json.loads((FIXTURE / "fx-cmd.front.json").read_text())
+    same(json.loads(json.dumps(document)), document)
+    for change in (
+        lambda d: d["trials"][1].update(values=[d["trials"][1]["values"][0] * (1 + 1e-9), 0.5]),
+        lambda d: d["trials"].pop(),
+        lambda d: d.update(knee=None),
+        lambda d: d["trials"][0].update(extra=1),
+    ):
+        changed = json.loads(json.dumps(document))
+        change(changed)
+        with pytest.raises(AssertionError):
+            same(changed, document)
