@@ -371,6 +371,7 @@ def _import(args: argparse.Namespace) -> int:
     import tempfile
 
     from analysis.imports import import_validation_dump
+    from bao import records
     from bao.tasks import load_function_tasks, task_set_hash
     from bao.tracking import (
         code_version,
@@ -399,10 +400,10 @@ def _import(args: argparse.Namespace) -> int:
         experiment_id(client, args.experiment, workspace),
         run_name=Path(args.dump).name,
         tags={
-            "bao.role": "import",
-            "bao.source": str(Path(args.dump).resolve()),
-            "bao.eval_set_hash": task_set_hash(t for t in tasks if t.id in seen),
-            "bao.code_version": code_version(),
+            records.TAG_ROLE: records.ROLE_IMPORT,
+            records.TAG_SOURCE: str(Path(args.dump).resolve()),
+            records.TAG_EVAL_SET_HASH: task_set_hash(t for t in tasks if t.id in seen),
+            records.TAG_CODE_VERSION: code_version(),
         },
     )
     run_id = run.info.run_id
@@ -433,10 +434,12 @@ def _import(args: argparse.Namespace) -> int:
         "matched_by": dump.matched_by,
     }
     with tempfile.TemporaryDirectory() as folder:
-        write_trajectories(dump.trajectories, Path(folder) / "trajectories.jsonl")
-        (Path(folder) / "import_report.json").write_text(json.dumps(report, indent=2))
-        client.log_artifact(run_id, str(Path(folder) / "trajectories.jsonl"))
-        client.log_artifact(run_id, str(Path(folder) / "import_report.json"))
+        trajectories = Path(folder) / records.ARTIFACT_TRAJECTORIES
+        report_path = Path(folder) / records.ARTIFACT_IMPORT_REPORT
+        write_trajectories(dump.trajectories, trajectories)
+        report_path.write_text(json.dumps(report, indent=2))
+        client.log_artifact(run_id, str(trajectories))
+        client.log_artifact(run_id, str(report_path))
     client.set_terminated(run_id, status="FINISHED")
     document = {
         "run_id": run_id,

@@ -224,29 +224,38 @@ def parse_tool_calls(output: str) -> ParsedOutput:
     return ParsedOutput(calls=calls, n_responses=n_responses)
 
 
+def _json_object(text: str, not_json: str, not_object: str) -> tuple[dict[str, Any], str | None]:
+    """``text`` parsed as a JSON object, or the problem: ``not_json`` with the parser's
+    reason, ``not_object`` for JSON of another type."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        return {}, f"{not_json} ({error.msg})"
+    return (data, None) if isinstance(data, dict) else ({}, not_object)
+
+
 def _read_call(body: str) -> ToolCall:
     raw = _clip(body.strip())
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError as error:
-        return ToolCall(raw=raw, problem=f"the tool call is not valid JSON ({error.msg})")
-    if not isinstance(data, dict):
-        return ToolCall(raw=raw, problem="the tool call is not a JSON object")
+    data, problem = _json_object(
+        body, "the tool call is not valid JSON", "the tool call is not a JSON object"
+    )
     name = data.get("name")
-    if name is not None and name != TOOL_NAME:
-        return ToolCall(raw=raw, problem=f"the call is to tool {name!r}, not {TOOL_NAME!r}")
+    if problem is None and name is not None and name != TOOL_NAME:
+        problem = f"the call is to tool {name!r}, not {TOOL_NAME!r}"
+    if problem is not None:
+        return ToolCall(raw=raw, problem=problem)
     arguments = data.get("arguments", data.get("parameters"))
     if arguments is None and "choice" in data:
         arguments = data  # the arguments written without the name/arguments envelope
+    no_arguments = "the call has no arguments object"
     if isinstance(arguments, str):
         # OpenAI-style tool calls carry the arguments as a JSON string, and chat templates
         # that run them through tojson keep them that way.
-        try:
-            arguments = json.loads(arguments)
-        except json.JSONDecodeError as error:
-            return ToolCall(raw=raw, problem=f"the arguments string is not JSON ({error.msg})")
-    if not isinstance(arguments, dict):
-        return ToolCall(raw=raw, problem="the call has no arguments object")
+        arguments, problem = _json_object(
+            arguments, "the arguments string is not JSON", no_arguments
+        )
+    if problem is not None or not isinstance(arguments, dict):
+        return ToolCall(raw=raw, problem=problem or no_arguments)
     choice = arguments.get("choice")
     if not isinstance(choice, str) or not choice.strip():
         return ToolCall(raw=raw, problem="the call's arguments have no 'choice'")
@@ -461,8 +470,10 @@ def _check_arguments(
 
 
 def _read_dump(source: Path) -> Iterator[_Row]:
+    from bao.dumps import json_lines, step_files, step_of
+
     if source.is_dir():
-        files = sorted(source.glob("*.jsonl"), key=_step_file_order)
+        files = step_files(source)
         if not files:
             raise TaskDataError(
                 f"{source}: no *.jsonl files in this folder",
@@ -474,38 +485,10 @@ def _read_dump(source: Path) -> Iterator[_Row]:
         raise TaskDataError(f"validation dump {str(source)!r} does not exist", fix="check the path")
     for file in files:
         # verl names each file after its step; rows without a step field take it from there.
-        file_step = int(file.stem) if file.stem.isdigit() else None
+        file_step = step_of(file)
         label = f"{file.name} line" if source.is_dir() else "line"
-        try:
-            handle = file.open(encoding="utf-8")
-        except OSError as error:
-            raise TaskDataError(f"{file}: cannot be read ({error})", fix="check the file") from None
-        with handle:
-            try:
-                for number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        data = json.loads(line)
-                    except json.JSONDecodeError as error:
-                        raise TaskDataError(
-                            f"{file}: line {number} is not valid JSON ({error.msg})",
-                            fix="repair or delete that line (an interrupted write cuts off "
-                            "the last one)",
-                        ) from None
-                    if not isinstance(data, dict):
-                        raise TaskDataError(
-                            f"{file}: line {number} is not a JSON object",
-                            value=data,
-                            fix="a validation dump has one JSON object per line",
-                        )
-                    yield _Row(f"{label} {number}", data, _row_step(data, file_step))
-            except UnicodeDecodeError:
-                raise TaskDataError(f"{file}: not UTF-8 text", fix="check the file") from None
-
-
-def _step_file_order(file: Path) -> tuple[int, int, str]:
-    return (0, int(file.stem), "") if file.stem.isdigit() else (1, 0, file.name)
+        for number, data in json_lines(file):
+            yield _Row(f"{label} {number}", data, _row_step(data, file_step))
 
 
 def _row_step(data: Mapping[str, Any], file_step: int | None) -> int | None:

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import math
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +30,10 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from analysis.pareto import AnalysisError, ReferencePoint, reference_point
+from bao import records
 
 if TYPE_CHECKING:
+    import optuna
     import pandas as pd
     from optuna.trial import FrozenTrial
 
@@ -38,7 +41,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CACHE_FOLDER: Final = ".analysis"
+MAX_TRIALS: Final = 2000
+"""Above this many trials the trajectories are not read (minutes of I/O) nor paired; intervals
+then use the per-trial model of :mod:`analysis.uncertainty`."""
+CACHE_FOLDER: Final = records.ANALYSIS_CACHE
 CACHE_VERSION: Final = 1
 """Bumped whenever the cached frames' layout changes, so old caches are ignored."""
 _MEMORY: dict[tuple[str, str], SweepData] = {}
@@ -57,10 +63,13 @@ class SweepData:
     parent_run_id: str | None = None
     workspace: Path | None = None
     """Where it was loaded from (``None`` for sweeps built in memory)."""
+    written_at: Path | None = None
+    """The workspace folder the sweep was written in, when its records tell (a moved
+    workspace's local artifacts are found relative to it)."""
     target_trials: int | None = None
     """The ``n_trials`` the sweep was last run to (``--n-trials`` included), from its study."""
     task_table: pd.DataFrame | None = field(default=None, repr=False)
-    """Per-task outcomes of the trials, read once by :mod:`analysis.outcomes`."""
+    """Per-task outcomes of the trials (:func:`read_task_table`), read with the sweep."""
     _reference: ReferencePoint | None = field(default=None, repr=False)
 
     @property
@@ -110,20 +119,24 @@ class SweepData:
         return sorted(found)
 
 
-def load_sweep(workspace: Path, name: str, *, use_cache: bool = True) -> SweepData:
-    """The sweep called ``name`` in ``workspace``, from its storage and MLflow runs."""
+def load_sweep(
+    workspace: Path, name: str, *, use_cache: bool = True, outcomes: bool = True
+) -> SweepData:
+    """The sweep called ``name`` in ``workspace``, from its storage and MLflow runs, with its
+    per-task outcomes (``outcomes``: :func:`read_task_table`)."""
     from bao.tracking import tracking_uri
-    from sweep.runner import PARENT_RUN_ATTR
-    from sweep.status import open_existing
-    from sweep.storage import N_TRIALS_ATTR
+    from sweep.records import open_sweep
 
-    loaded, study = open_existing(workspace, name)
+    opened = open_sweep(workspace, name)
+    loaded, study = opened.loaded, opened.study
     frozen = study.trials()
     uri = loaded.config.tracking_uri or tracking_uri(workspace)
     signature = _signature(frozen, uri, loaded)
     key = (str(workspace), name)
     cached = _MEMORY.get(key)
     if use_cache and cached is not None and cached.signature == signature:
+        if outcomes and cached.task_table is None:
+            cached.task_table = read_task_table(cached)
         return cached
     base = _trial_frame(loaded, frozen)
     runs = _read_cache(workspace, name, signature) if use_cache else None
@@ -138,10 +151,13 @@ def load_sweep(workspace: Path, name: str, *, use_cache: bool = True) -> SweepDa
         storage_url=study.url,
         tracking_uri=uri,
         signature=signature,
-        parent_run_id=study.study.user_attrs.get(PARENT_RUN_ATTR),
+        parent_run_id=study.study.user_attrs.get(records.STUDY_PARENT_RUN),
         workspace=workspace,
-        target_trials=_int(str(study.study.user_attrs.get(N_TRIALS_ATTR, ""))),
+        written_at=opened.written_at,
+        target_trials=_int(str(study.study.user_attrs.get(records.STUDY_N_TRIALS, ""))),
     )
+    if outcomes:
+        data.task_table = read_task_table(data)
     _MEMORY[key] = data
     return data
 
@@ -161,27 +177,25 @@ def _signature(frozen: Sequence[FrozenTrial], uri: str, loaded: LoadedSweep) -> 
 def _trial_frame(loaded: LoadedSweep, frozen: Sequence[FrozenTrial]) -> pd.DataFrame:
     import pandas as pd
 
-    from sweep.drivers import ATTR_ATTEMPT, ATTR_REASON, ATTR_RETRY_OF, ATTR_RUN_ID, ATTR_VIOLATIONS
-
     config = loaded.config
     rows: list[dict[str, Any]] = []
     for trial in frozen:
         row: dict[str, Any] = {
             "number": trial.number,
             "state": trial.state.name,
-            "attempt": int(trial.user_attrs.get(ATTR_ATTEMPT, 1)),
-            "retry_of": trial.user_attrs.get(ATTR_RETRY_OF),
-            "failure_reason": trial.user_attrs.get(ATTR_REASON),
+            "attempt": int(trial.user_attrs.get(records.ATTR_ATTEMPT, 1)),
+            "retry_of": trial.user_attrs.get(records.ATTR_RETRY_OF),
+            "failure_reason": trial.user_attrs.get(records.ATTR_REASON),
             "datetime_start": trial.datetime_start,
             "datetime_complete": trial.datetime_complete,
-            "mlflow_run_id": trial.user_attrs.get(ATTR_RUN_ID),
+            "mlflow_run_id": trial.user_attrs.get(records.ATTR_RUN_ID),
         }
         for path in config.search_space:
             row[f"params.{path}"] = trial.params.get(path)
         values = trial.values or [math.nan] * len(config.objectives)
         for objective, value in zip(config.objectives, values, strict=True):
             row[objective.metric] = float(value)
-        violations = trial.user_attrs.get(ATTR_VIOLATIONS)
+        violations = trial.user_attrs.get(records.ATTR_VIOLATIONS)
         row["violation"] = (
             float(sum(max(0.0, v) for v in violations)) if violations is not None else math.nan
         )
@@ -214,6 +228,7 @@ def _read_mlflow(workspace: Path, uri: str, experiment: str) -> RunTable:
     import pandas as pd
 
     from bao.tracking import mlflow_client
+    from sweep.records import role_filter
 
     client = mlflow_client(workspace, uri)
     found = client.get_experiment_by_name(experiment)
@@ -227,7 +242,7 @@ def _read_mlflow(workspace: Path, uri: str, experiment: str) -> RunTable:
         while True:
             page = client.search_runs(
                 [found.experiment_id],
-                filter_string=f"tags.`bao.role` = '{role}'",
+                filter_string=role_filter(role),
                 max_results=10_000,
                 page_token=token,
             )
@@ -237,11 +252,11 @@ def _read_mlflow(workspace: Path, uri: str, experiment: str) -> RunTable:
                     {
                         "run_id": run.info.run_id,
                         "artifact_uri": run.info.artifact_uri,
-                        "parent_run_id": tags.get("mlflow.parentRunId"),
-                        "seed": _int(tags.get("bao.seed")),
-                        "eval_set_hash": tags.get("bao.eval_set_hash"),
-                        "code_version": tags.get("bao.code_version"),
-                        "checkpoint_uri": tags.get("bao.checkpoint_uri"),
+                        "parent_run_id": tags.get(records.TAG_PARENT),
+                        "seed": _int(tags.get(records.TAG_SEED)),
+                        "eval_set_hash": tags.get(records.TAG_EVAL_SET_HASH),
+                        "code_version": tags.get(records.TAG_CODE_VERSION),
+                        "checkpoint_uri": tags.get(records.TAG_CHECKPOINT_URI),
                         **run.data.metrics,
                     }
                 )
@@ -250,7 +265,7 @@ def _read_mlflow(workspace: Path, uri: str, experiment: str) -> RunTable:
                 break
         return pd.DataFrame(rows) if rows else _no_runs()
 
-    return table("trial"), table("seed")
+    return table(records.ROLE_TRIAL), table(records.ROLE_SEED)
 
 
 def _no_runs() -> pd.DataFrame:
@@ -383,6 +398,175 @@ def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
         if fixed[column].dtype == object:
             fixed[column] = fixed[column].astype("string")
     return fixed
+
+
+# ---------------------------------------------------------------------------- task outcomes
+
+
+def read_task_table(data: SweepData) -> pd.DataFrame | None:
+    """The per-task outcomes of the sweep's seed runs (one row per trial, seed run and task,
+    the per-trajectory metric values), read from their ``trajectories.jsonl`` artifacts and
+    cached on disk under the sweep's signature; ``None`` for a sweep held only in memory,
+    without seed runs, or with more than :data:`MAX_TRIALS` complete trials (minutes of
+    I/O: those are not paired)."""
+    if data.workspace is None or data.seeds.empty or len(data.complete) > MAX_TRIALS:
+        return None
+    cache = _task_cache_path(data)
+    table = _read_task_cache(cache, data.signature)
+    if table is None:
+        table = _read_trajectories(data)
+        _write_task_cache(cache, data.signature, table)
+    return table
+
+
+def _read_trajectories(data: SweepData) -> pd.DataFrame:
+    """One row per (trial, seed run, task) with the per-trajectory metric values."""
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    from bao.metrics import trajectory_values
+    from bao.tracking import mlflow_client
+    from bao.trajectory import read_trajectories
+
+    k_max = max(data.k_values(), default=9)
+    assert data.workspace is not None
+    client = mlflow_client(data.workspace, data.tracking_uri)
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for seed in data.seeds.itertuples(index=False):
+            run_id = str(seed.run_id)
+            in_place = _local_artifact(data, getattr(seed, "artifact_uri", None))
+            if in_place is not None:
+                if not in_place.is_file():
+                    continue  # a backend that logs no trajectories: this trial is not paired
+                trajectories = read_trajectories(in_place)
+            else:
+                try:
+                    local = client.download_artifacts(run_id, records.ARTIFACT_TRAJECTORIES, folder)
+                except (MlflowException, OSError):
+                    continue
+                trajectories = read_trajectories(local)
+                Path(local).unlink()
+            counts: dict[str, int] = {}
+            for trajectory in trajectories:
+                # Several trajectories per task (repeated evaluation) stay apart.
+                repeat = counts.get(trajectory.task_id, 0)
+                counts[trajectory.task_id] = repeat + 1
+                task = trajectory.task_id if repeat == 0 else f"{trajectory.task_id}#{repeat}"
+                values = trajectory_values(trajectory, k_max)
+                rows.append(
+                    {
+                        "number": int(seed.number),
+                        "run_id": run_id,
+                        "task": task,
+                        **{f"eval/{key}": value for key, value in values.items()},
+                    }
+                )
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["number", "run_id", "task"])
+
+
+def _local_artifact(data: SweepData, artifact_uri: object) -> Path | None:
+    """The trajectories file of a run whose artifacts are on this machine's disk (the
+    workspace's default store), to be read in place: through the client, every run costs a
+    tracking-store query, even when it has no such file (14 s for 1,000 trials; see
+    docs/benchmarks.md). ``None`` for remote stores, which go through the client."""
+    from sweep.records import local_artifact_dir
+
+    folder = local_artifact_dir(artifact_uri, data.workspace, data.written_at)
+    return None if folder is None else folder / records.ARTIFACT_TRAJECTORIES
+
+
+def _task_cache_path(data: SweepData) -> Path | None:
+    from sweep.storage import sweep_dir
+
+    if data.workspace is None:
+        return None
+    return sweep_dir(data.workspace, data.name) / CACHE_FOLDER / "task_outcomes.parquet"
+
+
+def _read_task_cache(path: Path | None, signature: str) -> pd.DataFrame | None:
+    import pandas as pd
+
+    if path is None or not path.is_file():
+        return None
+    try:
+        table = pd.read_parquet(path)
+    except (OSError, ValueError):
+        return None
+    stamp = path.with_suffix(".signature")
+    if not stamp.is_file() or stamp.read_text(encoding="utf-8").strip() != signature:
+        return None
+    return table
+
+
+def _write_task_cache(path: Path | None, signature: str, table: pd.DataFrame) -> None:
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp")
+        table.to_parquet(temporary, index=False)
+        temporary.replace(path)
+        path.with_suffix(".signature").write_text(signature, encoding="utf-8")
+    except OSError as error:
+        log.warning("could not cache task outcomes in %s: %s", path.parent, error)
+
+
+# ------------------------------------------------------------------------------ one run
+
+
+def run_artifact_text(data: SweepData, run_id: str, path: str) -> str | None:
+    """A text artifact of one of the sweep's runs, or ``None`` when it has none."""
+    from mlflow.exceptions import MlflowException
+
+    from bao.tracking import mlflow_client
+
+    assert data.workspace is not None
+    client = mlflow_client(data.workspace, data.tracking_uri)
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            local = client.download_artifacts(run_id, path, folder)
+        except (MlflowException, OSError):
+            return None
+        return Path(local).read_text(encoding="utf-8")
+
+
+def metric_histories(data: SweepData, run_ids: list[str], prefix: str) -> pd.DataFrame:
+    """Long table ``run_id, metric, step, value`` of every ``prefix`` metric of the runs."""
+    import pandas as pd
+
+    from bao.tracking import mlflow_client
+
+    assert data.workspace is not None
+    client = mlflow_client(data.workspace, data.tracking_uri)
+    frames = []
+    for run_id in run_ids:
+        run = client.get_run(run_id)
+        for key in sorted(k for k in run.data.metrics if k.startswith(prefix)):
+            history = client.get_metric_history(run_id, key)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "run_id": run_id,
+                        "metric": key,
+                        "step": [m.step for m in history],
+                        "value": [m.value for m in history],
+                    }
+                )
+            )
+    if not frames:
+        return pd.DataFrame(columns=["run_id", "metric", "step", "value"])
+    return pd.concat(frames, ignore_index=True).sort_values(["metric", "run_id", "step"])
+
+
+def study_of(data: SweepData) -> optuna.Study | None:
+    """The sweep's Optuna study (read-only), for statistics that work on the study itself;
+    ``None`` for a sweep held only in memory."""
+    from sweep.records import open_sweep
+
+    if data.workspace is None:
+        return None
+    return open_sweep(data.workspace, data.name).study.study
 
 
 def require_trials(data: SweepData, states: Sequence[str] = ("COMPLETE",)) -> pd.DataFrame:

@@ -12,12 +12,8 @@ on disk next to the loader's cache.
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Final
-from urllib.parse import urlparse
-from urllib.request import url2pathname
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,11 +24,6 @@ if TYPE_CHECKING:
     from analysis.loader import SweepData
 
 log = logging.getLogger(__name__)
-
-TRAJECTORIES: Final = "trajectories.jsonl"
-MAX_TRIALS: Final = 2000
-"""Above this many trials the trajectories are not read (minutes of I/O); intervals then use
-the per-trial model of :mod:`analysis.uncertainty`."""
 
 
 @dataclass(frozen=True)
@@ -49,19 +40,16 @@ class TaskOutcomes:
         return int(found[0]) if found.size else None
 
 
-def load_task_outcomes(data: SweepData, frame: pd.DataFrame) -> TaskOutcomes | None:
-    """Outcomes of the trials in ``frame`` that logged trajectories on one common task set;
-    ``None`` when fewer than two trials qualify (nothing to pair)."""
+def task_outcomes(data: SweepData, frame: pd.DataFrame) -> TaskOutcomes | None:
+    """Outcomes of the trials in ``frame`` that logged trajectories on one common task set,
+    from the task table the reader loaded with the sweep (no I/O here); ``None`` when there
+    is none, or fewer than two trials qualify (nothing to pair)."""
     import pandas as pd
 
-    if len(frame) > MAX_TRIALS or data.seeds.empty or data.workspace is None:
+    from analysis.loader import MAX_TRIALS
+
+    if len(frame) > MAX_TRIALS or data.task_table is None:
         return None
-    if data.task_table is None:  # a front and each budget's choice share one read
-        cache = _cache_path(data)
-        data.task_table = _read(cache, data.signature)
-        if data.task_table is None:
-            data.task_table = _read_trajectories(data)
-            _write(cache, data.signature, data.task_table)
     table = data.task_table[data.task_table["number"].isin(frame["number"])]
     if table.empty:
         return None
@@ -84,101 +72,3 @@ def load_task_outcomes(data: SweepData, frame: pd.DataFrame) -> TaskOutcomes | N
         for metric in metrics
     }
     return TaskOutcomes(numbers=numbers, tasks=tasks, values=values)
-
-
-def _read_trajectories(data: SweepData) -> pd.DataFrame:
-    """One row per (trial, seed run, task) with the per-trajectory metric values."""
-    import pandas as pd
-    from mlflow.exceptions import MlflowException
-
-    from bao.metrics import trajectory_values
-    from bao.tracking import mlflow_client
-    from bao.trajectory import read_trajectories
-
-    k_max = max(data.k_values(), default=9)
-    assert data.workspace is not None
-    client = mlflow_client(data.workspace, data.tracking_uri)
-    rows = []
-    with tempfile.TemporaryDirectory() as folder:
-        for seed in data.seeds.itertuples(index=False):
-            run_id = str(seed.run_id)
-            in_place = _local_artifact(getattr(seed, "artifact_uri", None))
-            if in_place is not None:
-                if not in_place.is_file():
-                    continue  # a backend that logs no trajectories: this trial is not paired
-                trajectories = read_trajectories(in_place)
-            else:
-                try:
-                    local = client.download_artifacts(run_id, TRAJECTORIES, folder)
-                except (MlflowException, OSError):
-                    continue
-                trajectories = read_trajectories(local)
-                Path(local).unlink()
-            counts: dict[str, int] = {}
-            for trajectory in trajectories:
-                # Several trajectories per task (repeated evaluation) stay apart.
-                repeat = counts.get(trajectory.task_id, 0)
-                counts[trajectory.task_id] = repeat + 1
-                task = trajectory.task_id if repeat == 0 else f"{trajectory.task_id}#{repeat}"
-                values = trajectory_values(trajectory, k_max)
-                rows.append(
-                    {
-                        "number": int(seed.number),
-                        "run_id": run_id,
-                        "task": task,
-                        **{f"eval/{key}": value for key, value in values.items()},
-                    }
-                )
-    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["number", "run_id", "task"])
-
-
-def _local_artifact(artifact_uri: object) -> Path | None:
-    """The trajectories file of a run whose artifacts are on this machine's disk (the
-    workspace's default store), to be read in place: through the client, every run costs a
-    tracking-store query, even when it has no such file (14 s for 1,000 trials; see
-    docs/benchmarks.md). ``None`` for remote stores, which go through the client."""
-    if not isinstance(artifact_uri, str) or not artifact_uri:
-        return None
-    parsed = urlparse(artifact_uri)
-    if parsed.scheme == "file":
-        return Path(url2pathname(parsed.path)) / TRAJECTORIES
-    if parsed.scheme == "":
-        return Path(artifact_uri) / TRAJECTORIES
-    return None
-
-
-def _cache_path(data: SweepData) -> Path | None:
-    from analysis.loader import CACHE_FOLDER
-    from sweep.storage import sweep_dir
-
-    if data.workspace is None:
-        return None
-    return sweep_dir(data.workspace, data.name) / CACHE_FOLDER / "task_outcomes.parquet"
-
-
-def _read(path: Path | None, signature: str) -> pd.DataFrame | None:
-    import pandas as pd
-
-    if path is None or not path.is_file():
-        return None
-    try:
-        table = pd.read_parquet(path)
-    except (OSError, ValueError):
-        return None
-    stamp = path.with_suffix(".signature")
-    if not stamp.is_file() or stamp.read_text(encoding="utf-8").strip() != signature:
-        return None
-    return table
-
-
-def _write(path: Path | None, signature: str, table: pd.DataFrame) -> None:
-    if path is None:
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp")
-        table.to_parquet(temporary, index=False)
-        temporary.replace(path)
-        path.with_suffix(".signature").write_text(signature, encoding="utf-8")
-    except OSError as error:
-        log.warning("could not cache task outcomes in %s: %s", path.parent, error)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -27,6 +26,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from bao.errors import BaoError
+from bao.metrics import natural_bounds
+from sweep.front import nondominated, usable_rows
 
 Direction = Literal["maximize", "minimize"]
 ReferenceSource = Literal["threshold", "bound", "nadir"]
@@ -35,21 +36,9 @@ NADIR_MARGIN: Final = 0.1
 """The nadir fallback sits this share of the observed range beyond the worst value, so that
 the worst trials still add a sliver of hypervolume (the usual convention)."""
 
-_UNIT_INTERVAL_METRICS: Final = re.compile(
-    r"^(eval/)?(pass_at_u_\d+(_lo|_hi)?|score|user_involvement_rate|invalid_rate|no_answer_rate"
-    r"|user_error_rate)$"
-)
-"""Metrics that are shares of trajectories or of turns, so bounded by 0 and 1 (DESIGN section 7;
-``score`` is a share too: every UserRL gym pays at most 1 per episode)."""
-
 
 class AnalysisError(BaoError):
     """Input the analysis cannot use: no trials, unknown objectives, mismatched sweeps."""
-
-
-def natural_bounds(metric: str) -> tuple[float, float] | None:
-    """``(low, high)`` when the metric's definition bounds it, else ``None``."""
-    return (0.0, 1.0) if _UNIT_INTERVAL_METRICS.match(metric) else None
 
 
 def _maximise(directions: Sequence[str]) -> list[bool]:
@@ -80,28 +69,14 @@ def to_minimization(values: ArrayLike, directions: Sequence[str]) -> NDArray[np.
     return matrix * signs
 
 
-def usable_rows(values: ArrayLike, feasible: ArrayLike | None = None) -> NDArray[np.bool_]:
-    """Rows that may be on a front: every value finite, and feasible when that is given."""
-    matrix = np.asarray(values, dtype=float)
-    mask = np.isfinite(matrix).all(axis=1) if matrix.size else np.zeros(len(matrix), bool)
-    if feasible is not None:
-        mask &= np.asarray(feasible, dtype=bool)
-    return mask
-
-
 def pareto_mask(
     values: ArrayLike, directions: Sequence[str], feasible: ArrayLike | None = None
 ) -> NDArray[np.bool_]:
     """True for rows that no other usable row dominates (duplicates of a front point are
-    all kept, as Optuna's ``best_trials`` does)."""
+    all kept, as Optuna's ``best_trials`` does): :func:`sweep.front.nondominated`, the
+    project's one dominance rule, on checked input."""
     matrix = _matrix(values, directions)
-    usable = usable_rows(matrix, feasible)
-    mask = np.zeros(len(matrix), dtype=bool)
-    if usable.any():
-        mask[usable] = moocore.is_nondominated(
-            matrix[usable], maximise=_maximise(directions), keep_weakly=True
-        )
-    return mask
+    return nondominated(matrix, _maximise(directions), feasible)
 
 
 def pareto_ranks(

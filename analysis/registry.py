@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from analysis.jsonable import finite_or_none, json_value
 from analysis.pareto import AnalysisError
+from bao import records
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,11 +41,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MODEL_ARTIFACT: Final = "policy"
-CHECKPOINT_TAG: Final = "bao.checkpoint_uri"
-TRIAL_RUN_TAG: Final = "bao.trial_run_id"
+MODEL_ARTIFACT: Final = records.MODEL_POLICY
+CHECKPOINT_TAG: Final = records.TAG_CHECKPOINT_URI
+TRIAL_RUN_TAG: Final = records.TAG_TRIAL_RUN
 """Model-version tag naming the trial's MLflow run: how a re-run finds the existing version."""
-MANIFEST_FOLDER: Final = "deployment"
+MANIFEST_FOLDER: Final = records.ARTIFACT_DEPLOYMENT
 
 
 def registered_model_name(sweep: str) -> str:
@@ -126,9 +127,10 @@ def _register(
         client.log_text(trial_run, json.dumps(manifest, indent=2, sort_keys=False), artifact)
         manifest_uri = f"runs:/{trial_run}/{artifact}"
         if previous is not None and previous != version:
-            _drop_tag(client, name, previous, f"bao.manifest.{variant.alias}")
+            _drop_tag(client, name, previous, f"{records.TAG_MANIFEST_PREFIX}{variant.alias}")
         client.set_registered_model_alias(name, variant.alias, version)
-        client.set_model_version_tag(name, version, f"bao.manifest.{variant.alias}", manifest_uri)
+        tag = f"{records.TAG_MANIFEST_PREFIX}{variant.alias}"
+        client.set_model_version_tag(name, version, tag, manifest_uri)
         log.info("%s -> %s version %s (trial %d)", variant.alias, name, version, variant.number)
         done.append(
             Registered(
@@ -154,7 +156,7 @@ def _ensure_registered_model(client: MlflowClient, name: str, data: SweepData) -
         try:
             client.create_registered_model(
                 name,
-                tags={"bao.sweep": data.name},
+                tags={records.TAG_SWEEP: data.name},
                 description=f"Deployment variants of the bao-pareto sweep {data.name!r}.",
             )
         except MlflowException:  # created meanwhile by another process
@@ -200,9 +202,9 @@ def _version_for(
     source, model_id = _model_source(client, data, model_run)
     tags = {
         TRIAL_RUN_TAG: trial_run,
-        "bao.sweep": data.name,
-        "bao.trial_number": str(variant.number),
-        "bao.model_run_id": model_run,
+        records.TAG_SWEEP: data.name,
+        records.TAG_TRIAL_NUMBER: str(variant.number),
+        records.TAG_MODEL_RUN: model_run,
     }
     created = client.create_model_version(
         name,

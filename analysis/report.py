@@ -3,7 +3,7 @@
 :func:`analyse_front` takes a loaded sweep and returns a :class:`FrontAnalysis` (Pareto mask
 and ranks, hypervolume, contributions and history, per-trial intervals and the probability
 of being non-dominated, the knee, the Pass@U-k envelope); :func:`front_document` renders it as
-the ``front --json`` document of DESIGN section 4.
+the ``front --json`` document (docs/analysis.md).
 """
 
 from __future__ import annotations
@@ -37,8 +37,19 @@ if TYPE_CHECKING:
 
 COLLAPSE_METRIC = "eval/no_answer_rate"
 COLLAPSE_AT = 0.999
-"""A trial whose agent never answers on (almost) every task has collapsed (DESIGN section 10):
-it costs the user nothing and helps nobody, and the front must say so."""
+"""A trial whose agent never answers on (almost) every task has collapsed (docs/analysis.md,
+"The front"): it costs the user nothing and helps nobody, and the front must say so."""
+
+
+def collapsed_numbers(frame: pd.DataFrame) -> list[int]:
+    """The trials of ``frame`` that have collapsed: the one place the rule is written (the
+    front document, the dashboard and the benchmarks ask here)."""
+    if COLLAPSE_METRIC not in frame:
+        return []
+    rates = frame[COLLAPSE_METRIC].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        silent = np.isfinite(rates) & (rates >= COLLAPSE_AT)
+    return [int(n) for n in frame["number"].to_numpy()[silent]]
 
 
 @dataclass
@@ -140,6 +151,7 @@ def front_document(analysis: FrontAnalysis) -> dict[str, Any]:
     """The ``front --json`` document: every trial, complete or not."""
     data = analysis.data
     by_number = {int(n): i for i, n in enumerate(analysis.frame["number"])}
+    collapsed = set(collapsed_numbers(data.trials))
     trials = []
     for record in data.trials.to_dict("records"):
         number = int(record["number"])
@@ -169,8 +181,7 @@ def front_document(analysis: FrontAnalysis) -> dict[str, Any]:
             entry["rank"] = int(analysis.ranks[index])
             entry["feasible"] = bool(analysis.feasible[index])
             entry["hypervolume_contribution"] = float(analysis.contributions[index])
-            collapse = finite_or_none(record.get(COLLAPSE_METRIC))
-            entry["collapsed"] = collapse is not None and collapse >= COLLAPSE_AT
+            entry["collapsed"] = number in collapsed
         elif record["state"] == "COMPLETE":
             values = [finite_or_none(record.get(m)) for m in data.metrics]
             entry["values"] = values

@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Final, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from analysis.pareto import AnalysisError, hypervolume, natural_bounds, pareto_mask
+from analysis.pareto import AnalysisError, hypervolume, pareto_mask
+from bao.metrics import natural_bounds
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,8 +86,8 @@ def draw_metrics(
 ) -> Draws:
     """Draws of ``metrics`` for the trials in ``frame`` (rows of ``data.trials``).
 
-    ``outcomes``: per-task values for the paired task bootstrap; ``"auto"`` reads them from
-    the sweep's trajectories when it was loaded from a workspace.
+    ``outcomes``: per-task values for the paired task bootstrap; ``"auto"`` takes them from
+    the task table the reader loaded with the sweep (no I/O here).
     """
     if n_draws < 1:
         raise AnalysisError("the number of draws must be at least 1", value=n_draws)
@@ -121,9 +122,9 @@ def draw_metrics(
     # One seed and per-task outcomes: a task resample shared by every trial (multinomial
     # weights, so all trials cost one matrix product per metric).
     if isinstance(outcomes, str):
-        from analysis.outcomes import load_task_outcomes
+        from analysis.outcomes import task_outcomes
 
-        outcomes = load_task_outcomes(data, frame) if n else None
+        outcomes = task_outcomes(data, frame) if n else None
     if outcomes is not None:
         n_tasks = len(outcomes.tasks)
         counts = rng.multinomial(n_tasks, np.full(n_tasks, 1.0 / n_tasks), size=n_draws)

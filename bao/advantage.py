@@ -1,4 +1,4 @@
-"""Turn-level GRPO advantages, in BAO's and UserRL's credit modes (DESIGN.md section 6).
+"""Turn-level GRPO advantages, in BAO's and UserRL's credit modes (docs/concepts.md).
 
 For a group of rollouts of the same task, with shaped turn rewards ``r'_1..r'_T`` each:
 

@@ -299,13 +299,14 @@ def _log_policy(uri: str, run_id: str, policy: object) -> None:
     import numpy as np
     import torch
 
+    from bao.records import MODEL_POLICY
     from bao.sim.policy import N_FEATURES
     from bao.tracking import fluent_tracking
 
     with fluent_tracking(uri), mlflow.start_run(run_id=run_id):
         mlflow.pytorch.log_model(
             policy,
-            name="policy",
+            name=MODEL_POLICY,
             # Pickled, not traced: a pt2 export fixes the batch size to the example's.
             serialization_format="pickle",
             input_example=np.zeros((2, N_FEATURES), dtype=np.float32),

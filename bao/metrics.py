@@ -1,4 +1,4 @@
-"""Evaluation metrics over trajectories (DESIGN.md section 7).
+"""Evaluation metrics over trajectories (docs/concepts.md, "Metrics").
 
 Rates are over trajectories: with one trajectory per task (the default evaluation) that is
 the share of tasks. Keys returned by :func:`summarize` are the metric names of sweep
@@ -8,6 +8,7 @@ objectives without their ``eval/`` prefix.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Final
 
@@ -44,6 +45,21 @@ MEAN_METRICS: Final = (
     "user_error_rate",
 )
 """Metrics that are means of :func:`trajectory_values` over trajectories, besides Pass@U-k."""
+
+SHARE_METRICS: Final = frozenset(
+    {"score", "user_involvement_rate", "invalid_rate", "no_answer_rate", "user_error_rate"}
+)
+"""Metrics that are shares of trajectories or of turns, so bounded by 0 and 1, besides
+Pass@U-k and its Wilson bounds (``score`` is a share too: every UserRL gym pays at most 1
+per episode)."""
+_PASS_AT_U: Final = re.compile(r"^pass_at_u_\d+(_lo|_hi)?$")
+
+
+def natural_bounds(metric: str) -> tuple[float, float] | None:
+    """``(low, high)`` when the metric's definition bounds it (with or without its ``eval/``
+    prefix), else ``None``: the one place that says which metrics are bounded shares."""
+    name = metric.removeprefix("eval/")
+    return (0.0, 1.0) if name in SHARE_METRICS or _PASS_AT_U.match(name) else None
 
 
 def _check(trajectories: Sequence[Trajectory], k_max: int) -> None:

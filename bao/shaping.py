@@ -1,7 +1,7 @@
 """BAO turn-reward shaping: the user-involvement weight and the two behaviour penalties.
 
 For raw turn rewards ``r_1..r_T`` with action types ``choice_t``, the shaped reward is
-``r'_t = r_t + p_t`` where ``p_t`` collects (DESIGN.md section 6):
+``r'_t = r_t + p_t`` where ``p_t`` collects (docs/concepts.md, "Shaping"):
 
 * user involvement, every trajectory: ``p_t -= lambda`` on each ``answer`` turn. This is the
   weight ``w`` of BAO's objective ``max E[R(tau) - w U(tau)]``;

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bao import records
 from bao.configuration import ConfigError
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def resolve_workspace(workspace: str | Path | None) -> Path:
 
 def tracking_uri(workspace: Path) -> str:
     """``$MLFLOW_TRACKING_URI`` if set, else the workspace's SQLite database."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workspace / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workspace / records.MLFLOW_DB}"
 
 
 def mlflow_client(workspace: Path, uri: str | None = None) -> MlflowClient:
@@ -134,7 +135,7 @@ def experiment_id(client: MlflowClient, name: str, workspace: Path) -> str:
     from bao.paths import sanitized_component
 
     # The name is the user's (`--set name=...`, `import --experiment`): never a path.
-    location = (workspace / "mlartifacts" / sanitized_component(name)).as_uri()
+    location = (workspace / records.ARTIFACT_ROOT / sanitized_component(name)).as_uri()
     try:
         return str(client.create_experiment(name, artifact_location=location))
     except Exception:  # another process created it meanwhile
@@ -169,7 +170,7 @@ def training_run(
     run_id = client.create_run(
         experiment_id(client, name, workspace),
         run_name=f"{name}-seed{seed}",
-        tags={"bao.backend": backend, "bao.seed": str(seed)},
+        tags={records.TAG_BACKEND: backend, records.TAG_SEED: str(seed)},
     ).info.run_id
     try:
         yield run_id
@@ -188,8 +189,8 @@ def log_run_inputs(
     from bao.tasks import task_set_hash
 
     log_params(client, run_id, flatten(resolved))
-    client.set_tag(run_id, "bao.eval_set_hash", task_set_hash(eval_tasks))
-    client.set_tag(run_id, "bao.code_version", code_version())
+    client.set_tag(run_id, records.TAG_EVAL_SET_HASH, task_set_hash(eval_tasks))
+    client.set_tag(run_id, records.TAG_CODE_VERSION, code_version())
 
 
 def log_run_record(
@@ -203,10 +204,11 @@ def log_run_record(
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        write_trajectories(trajectories, folder / "trajectories.jsonl")
-        (folder / "config.yaml").write_text(yaml.safe_dump(dict(resolved), sort_keys=False))
-        client.log_artifact(run_id, str(folder / "trajectories.jsonl"))
-        client.log_artifact(run_id, str(folder / "config.yaml"))
+        paths = folder / records.ARTIFACT_TRAJECTORIES, folder / records.ARTIFACT_RUN_CONFIG
+        write_trajectories(trajectories, paths[0])
+        paths[1].write_text(yaml.safe_dump(dict(resolved), sort_keys=False))
+        for path in paths:
+            client.log_artifact(run_id, str(path))
 
 
 class MetricBuffer:

@@ -196,9 +196,9 @@ def trial_times(
     workspace: Path, name: str, *, launched: datetime, exited: datetime
 ) -> dict[str, Any]:
     """Per-trial times of a finished sweep from its Optuna storage (all attempts complete)."""
-    from sweep.status import open_existing
+    from sweep.records import open_sweep
 
-    _, study = open_existing(workspace, name)
+    study = open_sweep(workspace, name).study
     trials = sorted(study.trials(), key=lambda t: t.number)
     failed = [t.number for t in trials if t.state.name != "COMPLETE"]
     if failed:
@@ -287,8 +287,9 @@ def breakdown(
 
     import optuna
 
+    import sweep.execution
     import sweep.runner
-    from sweep.config import load_sweep_config
+    from sweep.loading import load_sweep_config
     from sweep.runner import SweepRunner
 
     workspace = folder / f"workspace-breakdown-{driver}"
@@ -310,11 +311,11 @@ def breakdown(
     clock.wrap(runner, "_loop", "loop")
     loop_cpu = CpuClock()
     loop_cpu.wrap(runner, "_loop")
-    clock.wrap(runner, "_finish", "finish")
+    clock.wrap(runner, "finish", "finish")
     clock.wrap(runner, "_execute", "execute")
     clock.wrap(runner, "_trial_run", "trial_run")
     clock.wrap(runner, "_run_backend", "run_backend")
-    clock.wrap(runner, "_wait", "wait")
+    clock.wrap(sweep.execution, "wait", "wait")
     clock.wrap(runner, "_attach_log", "attach_log")
     clock.wrap(runner.backend, "collect", "collect")
     clock.wrap(runner, "_tell", "tell")

@@ -13,7 +13,7 @@ cache of an earlier step or size is warm:
   to compute the signature); the Pareto mask and ranks; the hypervolume at the sweep's
   reference point, its per-trial contributions and its history; the per-task outcomes (the
   paired task bootstrap's input, read from every run's trajectories up to
-  ``analysis.outcomes.MAX_TRIALS`` trials); the 1000 uncertainty draws, P(non-dominated)
+  ``analysis.loader.MAX_TRIALS`` trials); the 1000 uncertainty draws, P(non-dominated)
   over them and the hypervolume of every draw (what ``compare_sweeps`` computes per sweep);
   ``analyse_front`` as a whole (what ``front`` and the dashboard run); the frontier figure
   (``dashboard.figures.frontier_figure``), its JSON and its size; the process's peak RSS;
@@ -112,8 +112,8 @@ def analysis_timings(workspace: Path, name: str, *, draws: int, repeat: int) -> 
     import pyarrow.parquet  # noqa: F401
 
     import analysis.loader
-    from analysis.loader import load_sweep
-    from analysis.outcomes import load_task_outcomes
+    from analysis.loader import load_sweep, read_task_table
+    from analysis.outcomes import task_outcomes
     from analysis.pareto import (
         hypervolume,
         hypervolume_contributions,
@@ -121,7 +121,7 @@ def analysis_timings(workspace: Path, name: str, *, draws: int, repeat: int) -> 
         pareto_mask,
         pareto_ranks,
     )
-    from analysis.report import COLLAPSE_AT, COLLAPSE_METRIC, analyse_front
+    from analysis.report import analyse_front, collapsed_numbers
     from analysis.uncertainty import draw_metrics, p_nondominated
     from dashboard.figures import frontier_figure
 
@@ -137,11 +137,13 @@ def analysis_timings(workspace: Path, name: str, *, draws: int, repeat: int) -> 
         results[key] = median(times)
         return value
 
+    # The task outcomes are timed on their own (outcomes_s), as before they were read with
+    # the sweep.
     clear_analysis_cache(workspace, name)
-    once("load_cold_s", lambda: load_sweep(workspace, name))
+    once("load_cold_s", lambda: load_sweep(workspace, name, outcomes=False))
     analysis.loader._MEMORY.clear()  # a new process: only the disk cache is left
-    once("load_disk_s", lambda: load_sweep(workspace, name))
-    data = best("load_memory_s", lambda: load_sweep(workspace, name))
+    once("load_disk_s", lambda: load_sweep(workspace, name, outcomes=False))
+    data = best("load_memory_s", lambda: load_sweep(workspace, name, outcomes=False))
 
     frame = data.complete.reset_index(drop=True)
     values = data.values(frame)
@@ -157,7 +159,12 @@ def analysis_timings(workspace: Path, name: str, *, draws: int, repeat: int) -> 
         "history_s",
         lambda: hypervolume_history(values[order], directions, point, feasible[order]),
     )
-    outcomes = once("outcomes_s", lambda: load_task_outcomes(data, frame))
+
+    def read_outcomes() -> Any:
+        data.task_table = read_task_table(data)
+        return task_outcomes(data, frame)
+
+    outcomes = once("outcomes_s", read_outcomes)
 
     def uncertainty() -> Any:
         # In a function, so that its draws (draws x trials x objectives floats) are freed
@@ -174,8 +181,7 @@ def analysis_timings(workspace: Path, name: str, *, draws: int, repeat: int) -> 
     volumes = uncertainty()
     front = once("analyse_front_s", lambda: analyse_front(data, n_draws=draws))
 
-    silent = front.frame[COLLAPSE_METRIC].to_numpy(dtype=float) >= COLLAPSE_AT
-    collapsed = [int(n) for n in front.frame["number"].to_numpy()[silent]]
+    collapsed = collapsed_numbers(front.frame)
     figure = best(
         "figure_s",
         lambda: frontier_figure(

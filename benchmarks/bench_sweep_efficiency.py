@@ -85,7 +85,7 @@ QUICK = Settings(iterations=40, budgets=(10,), repeats=1, dense=24, noise_subset
 
 
 def _loaded(overrides: Sequence[str] = ()) -> Any:
-    from sweep.config import load_sweep_config
+    from sweep.loading import load_sweep_config
 
     return load_sweep_config(SWEEP_CONFIG, overrides)
 

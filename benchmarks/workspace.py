@@ -10,12 +10,13 @@ trials of a three-parameter BAO sweep on the simulator, without training anythin
   the objective values and the runner's user attributes (MLflow run id, attempt, retry_of,
   failure reason, per-seed values); about 2% of attempts FAIL and are retried once with the
   same parameters, as the runner does with ``max_retries: 1``;
-* the workspace's MLflow database: the sweep's parent run (``bao.role=sweep``, its id in the
-  study attribute ``PARENT_RUN_ATTR``) and one run per trial (``bao.role=trial``, child of the
-  parent, ``bao.trial_number``, ``bao.eval_set_hash``, ``bao.code_version``, the parameters as
-  ``trial.<path>``), with every metric of DESIGN section 7 (``eval/pass_at_u_1..9`` with their
-  Wilson bounds, ``eval/score``, ``eval/user_involvement_rate``, ..., ``eval/n_trajectories``,
-  which the Beta draws of :mod:`analysis.uncertainty` take their sample size from) and
+* the workspace's MLflow database: the sweep's parent run (``bao.role=sweep``, its id in
+  the study attribute ``bao.records.STUDY_PARENT_RUN``) and one run per trial
+  (``bao.role=trial``, child of the parent, ``bao.trial_number``, ``bao.eval_set_hash``,
+  ``bao.code_version``, the parameters as ``trial.<path>``), with every metric of
+  docs/concepts.md (``eval/pass_at_u_1..9`` with their Wilson bounds, ``eval/score``,
+  ``eval/user_involvement_rate``, ..., ``eval/n_trajectories``, which the Beta draws of
+  :mod:`analysis.uncertainty` take their sample size from) and
   ``train/seconds``. No trajectories artifact: the analysis falls back to Beta draws.
 
 The metrics are *simulated evaluations*, not formulas: each trial gets a policy (share of
@@ -25,7 +26,7 @@ noise, and is then played out on 138 held-out tasks with the Function-Gym turn b
 every metric is the mean of per-trajectory values, so they agree with each other exactly as
 :func:`bao.metrics.summarize`'s do (Pass@U-k non-decreasing in k, score >= Pass@U-9, ...).
 Higher lambda means fewer answers and more exploration: lower user involvement, lower score
-and Pass@U-9, more collapsed trials (DESIGN section 10's trade-off); Pass@U-1 first rises
+and Pass@U-9, more collapsed trials (the trade-off of docs/concepts.md); Pass@U-1 first rises
 (fewer wild guesses), then falls as exploration eats the turn budget.
 
 Writing goes straight into the two SQLite databases in one transaction each (``bulk=True``,
@@ -62,7 +63,7 @@ if TYPE_CHECKING:
 
 DEFAULT_NAME: Final = "synthetic"
 N_TASKS: Final = 138
-"""Held-out tasks per evaluation (the calibration run of DESIGN section 10)."""
+"""Held-out tasks per evaluation."""
 K_MAX: Final = 9
 MAX_TURNS: Final = 16
 FAIL_RATE: Final = 0.02
@@ -228,7 +229,7 @@ def _simulate_chunk(params: NDArray[np.float64], rng: np.random.Generator) -> di
     explore = (3.0 + 8.0 * t + 2.0 * beta) * rng.lognormal(0.0, 0.1, n)
     guesses = 5.0 * (1 - t) ** 2 + 0.3  # answers on a task it cannot solve, before finishing
     invalid = 0.15 + 0.2 * rng.random(n)
-    collapsed = rng.random(n) < 0.03 * t**2  # never answers (DESIGN section 10)
+    collapsed = rng.random(n) < 0.03 * t**2  # never answers (a collapsed agent)
     silent = np.where(collapsed, 1.0, silent)
 
     # One trajectory per task.
@@ -287,27 +288,26 @@ def run_metrics(trial: SyntheticTrial) -> dict[str, float]:
 
 def trial_tags(trial: SyntheticTrial, name: str, parent: str) -> dict[str, str]:
     """The trial run's tags: the runner's, then the training command's."""
+    from bao import records
+    from sweep.records import trial_run_tags
+
+    attrs: dict[str, Any] = {records.ATTR_ATTEMPT: trial.attempt}
+    if trial.retry_of is not None:
+        attrs[records.ATTR_RETRY_OF] = trial.retry_of
     tags = {
         "mlflow.runName": f"{name}-trial-{trial.number:04d}",
-        "mlflow.parentRunId": parent,
-        "bao.role": "trial",
-        "bao.sweep": name,
-        "bao.trial_number": str(trial.number),
-        "bao.attempt": str(trial.attempt),
-        "bao.backend": "sim",
-        "bao.eval_set_hash": EVAL_SET_HASH,
-        "bao.code_version": CODE_VERSION,
+        **trial_run_tags(name, parent, trial.number, attrs, "sim"),
+        records.TAG_EVAL_SET_HASH: EVAL_SET_HASH,
+        records.TAG_CODE_VERSION: CODE_VERSION,
     }
-    if trial.retry_of is not None:
-        tags["bao.retry_of"] = str(trial.retry_of)
     if trial.reason is not None:
-        tags["bao.failure_reason"] = trial.reason
+        tags[records.TAG_FAILURE_REASON] = trial.reason
     return tags
 
 
 def user_attrs(trial: SyntheticTrial, objectives: Sequence[str]) -> dict[str, Any]:
     """The Optuna user attributes the runner sets on the trial."""
-    from sweep.drivers import (
+    from bao.records import (
         ATTR_ATTEMPT,
         ATTR_REASON,
         ATTR_RETRY_OF,
@@ -352,19 +352,13 @@ def build_workspace(
     """
     import optuna
 
+    from bao.records import MANIFEST_FILE, STUDY_N_TRIALS, STUDY_PARENT_RUN
     from bao.tracking import experiment_id, mlflow_client, tracking_uri
-    from sweep.runner import PARENT_RUN_ATTR
-    from sweep.storage import (
-        MANIFEST,
-        N_TRIALS_ATTR,
-        open_study,
-        storage_url,
-        sweep_dir,
-        write_manifest,
-    )
+    from sweep.records import sweep_run_tags
+    from sweep.storage import open_study, storage_url, sweep_dir, write_manifest
 
     workspace = Path(workspace)
-    if (sweep_dir(workspace, name) / MANIFEST).exists():
+    if (sweep_dir(workspace, name) / MANIFEST_FILE).exists():
         raise WorkspaceExistsError(
             f"workspace {str(workspace)!r} already holds a sweep named {name!r}",
             fix="pass an empty DIR or another --name",
@@ -390,15 +384,10 @@ def build_workspace(
         experiment,
         run_name=name,
         start_time=_millis(STARTED),
-        tags={
-            "bao.role": "sweep",
-            "bao.sweep": name,
-            "bao.storage": url,
-            "bao.fingerprint": config.fingerprint(),
-        },
+        tags=sweep_run_tags(name, url, config.fingerprint()),
     ).info.run_id
-    study.study.set_user_attr(PARENT_RUN_ATTR, parent)
-    study.study.set_user_attr(N_TRIALS_ATTR, config.driver.n_trials)
+    study.study.set_user_attr(STUDY_PARENT_RUN, parent)
+    study.study.set_user_attr(STUDY_N_TRIALS, config.driver.n_trials)
 
     objectives = [objective.metric for objective in config.objectives]
     uri = tracking_uri(workspace)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from bao import records
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -31,28 +33,27 @@ REFERENCE_TABLE_ENV: Final = "BAO_PARETO_REFERENCE_TABLE"
 """Set by ``bao-pareto dashboard --reference-table CSV``: published results to draw."""
 POLL_SECONDS: Final = 10
 """Storages without a file to watch (PostgreSQL, MySQL) are re-read at most this often."""
-TRAJECTORIES: Final = "trajectories.jsonl"
-RUN_CONFIG: Final = "config.yaml"
+TRAJECTORIES: Final = records.ARTIFACT_TRAJECTORIES
+RUN_CONFIG: Final = records.ARTIFACT_RUN_CONFIG
 
 
 def sweep_names(workspace: Path) -> list[str]:
     """Every sweep in the workspace (a folder under ``sweeps/`` with a manifest), sorted."""
-    from sweep.storage import MANIFEST
-
-    root = workspace / "sweeps"
+    root = workspace / records.SWEEPS
     if not root.is_dir():
         return []
-    return sorted(p.parent.name for p in root.glob(f"*/{MANIFEST}") if p.is_file())
+    manifests = root.glob(f"*/{records.MANIFEST_FILE}")
+    return sorted(p.parent.name for p in manifests if p.is_file())
 
 
 def sweep_stamp(workspace: Path, name: str) -> str:
     """Changes whenever the sweep's records may have changed; cheap enough to call on every
     rerun. File storages (the default SQLite database, a journal file) are stamped by their
     size and modification time; server storages by a clock tick of :data:`POLL_SECONDS`."""
-    from sweep.storage import MANIFEST, sweep_dir
+    from sweep.storage import sweep_dir
 
     folder = sweep_dir(workspace, name)
-    parts = [_file_stamp(folder / MANIFEST)]
+    parts = [_file_stamp(folder / records.MANIFEST_FILE)]
     storage = _storage_file(workspace, name)
     stamps = [] if storage is None else [_file_stamp(storage)]
     if stamps and stamps[0] != "-":
@@ -72,12 +73,14 @@ def _file_stamp(path: Path) -> str:
 
 
 def _storage_file(workspace: Path, name: str) -> Path | None:
+    from sweep.records import storage_in
     from sweep.storage import read_manifest
 
     try:
-        _, url = read_manifest(workspace, name)
+        loaded, recorded = read_manifest(workspace, name)
     except Exception:  # a broken manifest is reported by the overview, not here
         return None
+    url = storage_in(loaded, workspace, recorded)
     if url.startswith("sqlite:///"):
         return Path(url.removeprefix("sqlite:///").split("?", 1)[0])
     if url.startswith("journal:"):
@@ -216,46 +219,16 @@ def seed_runs(data: SweepData, number: int) -> pd.DataFrame:
 
 def training_curves(data: SweepData, run_ids: list[str], prefix: str = "train/") -> pd.DataFrame:
     """Long table ``run_id, metric, step, value`` of every ``prefix`` metric of the runs."""
-    import pandas as pd
+    from analysis.loader import metric_histories
 
-    from bao.tracking import mlflow_client
-
-    assert data.workspace is not None
-    client = mlflow_client(data.workspace, data.tracking_uri)
-    frames = []
-    for run_id in run_ids:
-        run = client.get_run(run_id)
-        for key in sorted(k for k in run.data.metrics if k.startswith(prefix)):
-            history = client.get_metric_history(run_id, key)
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "run_id": run_id,
-                        "metric": key,
-                        "step": [m.step for m in history],
-                        "value": [m.value for m in history],
-                    }
-                )
-            )
-    if not frames:
-        return pd.DataFrame(columns=["run_id", "metric", "step", "value"])
-    return pd.concat(frames, ignore_index=True).sort_values(["metric", "run_id", "step"])
+    return metric_histories(data, run_ids, prefix)
 
 
 def run_artifact_text(data: SweepData, run_id: str, path: str) -> str | None:
     """A text artifact of one of the sweep's runs, or ``None`` when it has none."""
-    from mlflow.exceptions import MlflowException
+    from analysis.loader import run_artifact_text as read
 
-    from bao.tracking import mlflow_client
-
-    assert data.workspace is not None
-    client = mlflow_client(data.workspace, data.tracking_uri)
-    with tempfile.TemporaryDirectory() as folder:
-        try:
-            local = client.download_artifacts(run_id, path, folder)
-        except (MlflowException, OSError):
-            return None
-        return Path(local).read_text(encoding="utf-8")
+    return read(data, run_id, path)
 
 
 def trajectories(data: SweepData, run_id: str) -> list[Trajectory]:
@@ -297,6 +270,8 @@ def eval_metrics(data: SweepData, number: int) -> pd.DataFrame:
     ``metric, value, low, high``."""
     import pandas as pd
 
+    from analysis.jsonable import finite_or_none
+
     row = data.trials[data.trials["number"] == number]
     if row.empty:
         return pd.DataFrame(columns=["metric", "value", "low", "high"])
@@ -308,26 +283,18 @@ def eval_metrics(data: SweepData, number: int) -> pd.DataFrame:
     )
     rows = []
     for name in names:
-        value = _number(record.get(name))
+        value = finite_or_none(record.get(name))
         if value is None:
             continue
         rows.append(
             {
                 "metric": name,
                 "value": value,
-                "low": _number(record.get(f"{name}_lo")),
-                "high": _number(record.get(f"{name}_hi")),
+                "low": finite_or_none(record.get(f"{name}_lo")),
+                "high": finite_or_none(record.get(f"{name}_hi")),
             }
         )
     return pd.DataFrame(rows, columns=["metric", "value", "low", "high"])
-
-
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 # --------------------------------------------------------------------------- references
@@ -349,30 +316,10 @@ def reference_gyms(path: Path) -> list[str]:
 
 
 def parameter_importance(data: SweepData) -> dict[str, dict[str, float]]:
-    """Per objective, each searched parameter's fANOVA importance (Optuna's evaluator, on the
-    sweep's complete trials; shares summing to 1). Empty when there is nothing to explain:
-    fewer than two complete trials, or a single parameter."""
-    import optuna
-    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+    """Per objective, each searched parameter's fANOVA importance
+    (:func:`analysis.importance.parameter_importance` on the study the reader opens)."""
+    from analysis.importance import parameter_importance as importance
+    from analysis.loader import study_of
 
-    from sweep.status import open_existing
-
-    if data.workspace is None or len(data.complete) < 2:
-        return {}
-    _, study = open_existing(data.workspace, data.name)
-    result: dict[str, dict[str, float]] = {}
-    for index, metric in enumerate(data.metrics):
-
-        def target(trial: optuna.trial.FrozenTrial, index: int = index) -> float:
-            return float(trial.values[index])
-
-        try:
-            shares = get_param_importances(
-                study.study, evaluator=FanovaImportanceEvaluator(seed=0), target=target
-            )
-        except (RuntimeError, ValueError) as error:
-            # Optuna refuses when no parameter varies or too few trials are complete.
-            log.info("no parameter importance for %s of %s: %s", metric, data.name, error)
-            continue
-        result[metric] = {name: float(value) for name, value in shares.items()}
-    return result
+    study = study_of(data) if len(data.complete) >= 2 else None
+    return {} if study is None else importance(data, study)

@@ -1,9 +1,16 @@
-"""Backends: how one training run of a trial is launched, and where its metrics come from.
+"""Backends: what one training run of a trial is, from the config's checks to its metrics.
 
-Every backend runs in a subprocess started by the runner (:mod:`sweep.runner`), which owns
-the one failure model (exit status, timeout, kill, missing or non-finite metrics). A backend
-only says which argv to start and, once it exited with status 0, collects the metrics; the
-MLflow run is the source of truth for them in every backend.
+One class per ``backend.kind``, in :data:`BACKENDS`; each owns every step that differs by
+backend: :meth:`Backend.check` (the config against the backend, before anything starts),
+:meth:`Backend.preflight` (the machine, before any trial), :meth:`Backend.dry_run` (the
+command at the corners of the space), :meth:`Backend.launch` (the argv of one run) and
+:meth:`Backend.collect` (its metrics). Adding a backend is its settings model in
+:data:`sweep.config.BackendConfig` and its class here (tests/sweep/test_backends.py then runs
+the conformance checks over it).
+
+Every backend runs in a subprocess started by the runner (:mod:`sweep.execution`), which owns
+the one failure model (exit status, timeout, kill, missing or non-finite metrics); the MLflow
+run is the source of truth for the metrics in every backend.
 
 - :class:`TrainBackend` (``sim`` and ``verl``): ``bao-pareto train`` on the sweep's training
   config with the trial's parameters as ``--set`` overrides, logging straight into the trial's
@@ -17,17 +24,22 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import sys
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sweep.config import PLACEHOLDER, CommandBackend, LoadedSweep, SimBackend, VerlBackend
+from bao.configuration import ConfigError, apply_overrides, merge, read_yaml, validate
+from sweep.config import CommandBackend, LoadedSweep, SimBackend, SweepConfig, VerlBackend
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from bao.sim.config import SimConfig
+    from bao.verl.config import VerlConfig
     from sweep.tracking import Tracker
 
 
@@ -65,12 +77,36 @@ class Launch:
 
 
 class Backend(ABC):
-    """Launch and collect for one kind of training run."""
+    """Everything that differs by ``backend.kind``: checks, then launch and collect."""
+
+    kind: ClassVar[str]
 
     def __init__(self, loaded: LoadedSweep, train_config_path: Path, workspace: Path) -> None:
         self.loaded = loaded
         self.train_config_path = train_config_path
         self.workspace = workspace
+
+    @classmethod
+    @abstractmethod
+    def check(
+        cls, config: SweepConfig, base_dir: Path, source: str
+    ) -> tuple[dict[str, Any], list[str]]:
+        """Checks ``config`` (from ``source``, relative paths from ``base_dir``) against this
+        backend; returns the training config every trial starts from (empty when there is
+        none) and the metric names its runs log (empty: not known in advance)."""
+
+    @classmethod
+    def preflight(cls, loaded: LoadedSweep) -> None:
+        """What must hold on this machine before any trial starts (default: nothing)."""
+        return
+
+    @classmethod
+    def dry_run(
+        cls, loaded: LoadedSweep, corners: list[dict[str, Any]], workspace: str | None
+    ) -> list[dict[str, Any]]:
+        """Each corner of the space checked without running it; by default the checks of
+        :meth:`check`, already made when the config was loaded, are all there is."""
+        return [{"params": corner, "check": "config valid"} for corner in corners]
 
     @abstractmethod
     def launch(self, request: RunRequest) -> Launch:
@@ -83,64 +119,26 @@ class Backend(ABC):
 
 
 def make_backend(loaded: LoadedSweep, train_config_path: Path, workspace: Path) -> Backend:
-    if isinstance(loaded.config.backend, SimBackend | VerlBackend):
-        return TrainBackend(loaded, train_config_path, workspace)
-    return CommandLineBackend(loaded, train_config_path, workspace)
+    return backend_class(loaded.config.backend.kind)(loaded, train_config_path, workspace)
 
 
 def preflight(loaded: LoadedSweep) -> None:
-    """What must hold before any trial starts, beyond the config itself.
-
-    verl: the pinned verl imports and the GPUs of the training config are there, so a
-    sweep on a machine without them stops at once with one line instead of queueing runs
-    that would wait for GPUs until their timeout; on Telepathy/Turtle, the simulated user's
-    server answers too.
-    """
-    if isinstance(loaded.config.backend, VerlBackend):
-        from bao.verl.config import VerlConfig
-        from bao.verl.launch import check_gpus, check_user_simulator, require_verl
-
-        require_verl()
-        config = VerlConfig.model_validate(loaded.train_config)
-        check_gpus(config)
-        check_user_simulator(config)
+    """What must hold before any trial starts, beyond the config itself (e.g. verl: the
+    pinned verl imports and the GPUs are there, so a sweep on a machine without them stops
+    at once with one line instead of queueing runs that would wait for GPUs until their
+    timeout)."""
+    backend_class(loaded.config.backend.kind).preflight(loaded)
 
 
 def dry_run_commands(loaded: LoadedSweep, workspace: str | None) -> list[dict[str, Any]]:
     """The training command at each end of every range (one parameter moved at a time, the
-    others at the training config's values), checked without running it.
-
-    verl: each corner's config is built into the ``main_ppo`` command and composed and
-    validated by verl (no GPU needed). sim and command: the config checks already made by
-    :func:`sweep.config.load_sweep_config` are all there is; their corners are listed.
-    """
-    from bao.configuration import apply_overrides
+    others at the training config's values), checked without running it."""
     from sweep.space import corner_values
 
     corners: list[dict[str, Any]] = []
     for path, spec in loaded.config.search_space.items():
         corners += [{path: value} for value in corner_values(spec)]
-    if not isinstance(loaded.config.backend, VerlBackend):
-        return [{"params": corner, "check": "config valid"} for corner in corners]
-    from bao.tracking import workspace_path
-    from bao.verl.config import VerlConfig
-    from bao.verl.run import dry_run
-
-    root = workspace_path(workspace).resolve()
-    checked = []
-    for corner in corners:
-        raw = apply_overrides(
-            loaded.train_config, [f"{path}={_yaml_value(v)}" for path, v in corner.items()]
-        )
-        prepared = dry_run(VerlConfig.model_validate(raw), root)
-        checked.append(
-            {
-                "params": corner,
-                "check": "verl command composed and validated",
-                "argv": prepared.argv,
-            }
-        )
-    return checked
+    return backend_class(loaded.config.backend.kind).dry_run(loaded, corners, workspace)
 
 
 def _yaml_value(value: Any) -> str:
@@ -151,6 +149,17 @@ def _yaml_value(value: Any) -> str:
 class TrainBackend(Backend):
     """``python -m sweep.cli train TRAIN.yaml --set path=value ...`` into the trial's run
     (the simulator, or a verl launch, by the training config's ``backend``)."""
+
+    @classmethod
+    @abstractmethod
+    def train_model(cls) -> type[SimConfig] | type[VerlConfig]:
+        """The pydantic model of this backend's training config."""
+
+    @classmethod
+    def check(
+        cls, config: SweepConfig, base_dir: Path, source: str
+    ) -> tuple[dict[str, Any], list[str]]:
+        return _check_train_config(config, base_dir, source, cls.train_model())
 
     def launch(self, request: RunRequest) -> Launch:
         argv = [
@@ -173,8 +182,80 @@ class TrainBackend(Backend):
         return dict(run.data.metrics)
 
 
+class SimTrainBackend(TrainBackend):
+    """The CPU simulator."""
+
+    kind = "sim"
+
+    @classmethod
+    def train_model(cls) -> type[SimConfig]:
+        from bao.sim.config import SimConfig
+
+        return SimConfig
+
+
+class VerlTrainBackend(TrainBackend):
+    """BAO GRPO on GPUs with verl (docs/verl.md)."""
+
+    kind = "verl"
+
+    @classmethod
+    def train_model(cls) -> type[VerlConfig]:
+        from bao.verl.config import VerlConfig
+
+        return VerlConfig
+
+    @classmethod
+    def preflight(cls, loaded: LoadedSweep) -> None:
+        """The pinned verl imports and the GPUs of the training config are there; on
+        Telepathy/Turtle, the simulated user's server answers too."""
+        from bao.verl.config import VerlConfig
+        from bao.verl.launch import check_gpus, check_user_simulator, require_verl
+
+        require_verl()
+        config = VerlConfig.model_validate(loaded.train_config)
+        check_gpus(config)
+        check_user_simulator(config)
+
+    @classmethod
+    def dry_run(
+        cls, loaded: LoadedSweep, corners: list[dict[str, Any]], workspace: str | None
+    ) -> list[dict[str, Any]]:
+        """Each corner's config built into the ``main_ppo`` command, composed and validated
+        by verl (no GPU needed)."""
+        from bao.tracking import workspace_path
+        from bao.verl.config import VerlConfig
+        from bao.verl.run import dry_run
+
+        root = workspace_path(workspace).resolve()
+        checked = []
+        for corner in corners:
+            raw = apply_overrides(
+                loaded.train_config, [f"{path}={_yaml_value(v)}" for path, v in corner.items()]
+            )
+            prepared = dry_run(VerlConfig.model_validate(raw), root)
+            checked.append(
+                {
+                    "params": corner,
+                    "check": "verl command composed and validated",
+                    "argv": prepared.argv,
+                }
+            )
+        return checked
+
+
 class CommandLineBackend(Backend):
     """A user's command with placeholders substituted; metrics from the JSON it writes."""
+
+    kind = "command"
+
+    @classmethod
+    def check(
+        cls, config: SweepConfig, base_dir: Path, source: str
+    ) -> tuple[dict[str, Any], list[str]]:
+        assert isinstance(config.backend, CommandBackend)
+        _check_command(config, source)
+        return {}, list(config.backend.metrics)
 
     @property
     def settings(self) -> CommandBackend:
@@ -239,3 +320,122 @@ def substitute(template: str, values: dict[str, str]) -> str:
         pieces = part.split("}}")
         out.append("}".join(PLACEHOLDER.sub(lambda m: values[m.group(1)], p) for p in pieces))
     return "{".join(out)
+
+
+BACKENDS: dict[str, type[Backend]] = {
+    backend.kind: backend for backend in (SimTrainBackend, VerlTrainBackend, CommandLineBackend)
+}
+"""``backend.kind`` -> its class: the one place a backend is chosen."""
+
+
+def backend_class(kind: str) -> type[Backend]:
+    try:
+        return BACKENDS[kind]
+    except KeyError:
+        raise ConfigError(
+            f"unknown backend kind {kind!r}", fix=f"use one of {', '.join(BACKENDS)}"
+        ) from None
+
+
+# ---------------------------------------------------------------------------------- checks
+
+
+def _check_train_config(
+    config: SweepConfig, base_dir: Path, source: str, model: type[SimConfig] | type[VerlConfig]
+) -> tuple[dict[str, Any], list[str]]:
+    """Validates the backend's training config with ``train`` applied, and with each end of
+    every range of the search space; returns it with the metric names its runs log."""
+    from bao.metrics import metric_names
+
+    assert isinstance(config.backend, SimBackend | VerlBackend)
+    train_path = base_dir / config.backend.train_config
+    if not train_path.is_file():
+        raise ConfigError(
+            f"{source}: backend.train_config: {str(train_path)!r} does not exist",
+            fix=f"give a {config.backend.kind} config path relative to the sweep config",
+        )
+    base = merge(read_yaml(train_path), config.train)
+    base.pop("seed", None)  # every trial sets its own training seed
+    checked = [validate(model, base, source=f"{source}: train")]
+    # Both ends of every range (and every choice) must give a valid training config.
+    from sweep.space import corner_values
+
+    for path, spec in config.search_space.items():
+        for value in corner_values(spec):
+            trial = apply_overrides(base, [f"{path}={json.dumps(value)}"])
+            try:
+                checked.append(validate(model, trial, source=source))
+            except ConfigError as error:
+                raise ConfigError(
+                    f"{source}: search_space.{path} = {value!r} is not a valid training value "
+                    f"({error.what.split(': ', 1)[-1]})",
+                    fix=f"check the path and range against {config.backend.train_config}",
+                ) from None
+    _check_task_files(checked, source)
+    k_max = model.model_validate(base).eval.k_max
+    names = [f"eval/{name}" for name in metric_names(k_max)] + ["train/seconds"]
+    return base, names
+
+
+def _check_task_files(trials: Sequence[SimConfig | VerlConfig], source: str) -> None:
+    """Reads the task files the trials' training configs name, as each trial will (relative
+    paths from this process's working directory, which trials inherit): a bad file or record
+    is one line now, not the same failure in every trial."""
+    from bao.errors import TaskDataError
+    from bao.gym_tasks import load_user_gym_tasks
+    from bao.sim.config import SimConfig, task_count_problem
+    from bao.tasks import load_function_tasks
+
+    counted: dict[tuple[str, str, Path, Path | None], int] = {}
+    for trial in trials:
+        settings = trial.tasks
+        gym = getattr(trial, "gym", "function_gym")
+        functions = getattr(settings, "functions_path", None) or getattr(
+            settings, "records_path", None
+        )
+        for key in ("train_path", "eval_path"):
+            path: Path | None = getattr(settings, key)
+            if path is None:
+                continue
+            if (gym, key, path, functions) not in counted:
+                try:
+                    if gym == "function_gym":
+                        tasks: Sequence[object] = load_function_tasks(path, functions)
+                    else:
+                        tasks = load_user_gym_tasks(gym, path, functions)
+                except TaskDataError as error:
+                    raise TaskDataError(f"{source}: train tasks.{key}: {error}") from None
+                counted[gym, key, path, functions] = len(tasks)
+            problem = (
+                task_count_problem(trial, counted[gym, key, path, functions], str(path))
+                if isinstance(trial, SimConfig) and key == "train_path"
+                else None
+            )
+            if problem:
+                raise ConfigError(
+                    f"{source}: train: {problem}",
+                    fix="lower trainer.tasks_per_iteration or add training tasks",
+                )
+
+
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+RUN_PLACEHOLDERS = ("seed", "trial", "run_id", "workdir", "metrics_file", "python")
+
+
+def _check_command(config: SweepConfig, source: str) -> None:
+    """Every placeholder of the argv is known; the metrics file is a plain name."""
+    assert isinstance(config.backend, CommandBackend)
+    known = {*config.search_space, *RUN_PLACEHOLDERS}
+    for index, item in enumerate(config.backend.argv):
+        for name in PLACEHOLDER.findall(item.replace("{{", "").replace("}}", "")):
+            if name not in known:
+                raise ConfigError(
+                    f"{source}: backend.argv[{index}]: unknown placeholder {{{name}}}",
+                    fix=f"use a search_space path or one of {', '.join(RUN_PLACEHOLDERS)}",
+                )
+    if "/" in config.backend.metrics_file or config.backend.metrics_file in ("", ".", ".."):
+        raise ConfigError(
+            f"{source}: backend.metrics_file must be a plain file name",
+            value=config.backend.metrics_file,
+            fix="e.g. metrics.json; it is created inside {workdir}",
+        )

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
     from sweep.config import LoadedSweep, Objective
-    from sweep.runner import SweepProgress, SweepResult
+    from sweep.progress import SweepProgress, SweepResult
 
 COMMANDS = {
     "sweep": "run a sweep (or resume it) until n_trials trials are complete",
@@ -84,8 +84,9 @@ def run(command: str, argv: list[str]) -> int:
 
 
 def _sweep(args: argparse.Namespace, *, leader: bool) -> int:
+    from bao.records import MANIFEST_FILE
     from bao.tracking import resolve_workspace
-    from sweep.config import load_sweep_config
+    from sweep.loading import load_sweep_config
     from sweep.runner import SweepRunner
     from sweep.status import status_document
     from sweep.storage import sweep_dir
@@ -97,14 +98,14 @@ def _sweep(args: argparse.Namespace, *, leader: bool) -> int:
 
     preflight(loaded)  # e.g. verl without GPUs: one line now, not trials stuck waiting
     from bao.tracking import workspace_path
-    from sweep.runner import check_free_space
+    from sweep.session import check_free_space
 
     # Before the workspace is created: a full disk writes nothing, not even the folder.
     check_free_space(workspace_path(args.workspace), loaded.config.min_free_disk_mb)
     workspace = resolve_workspace(args.workspace)
     if (
         getattr(args, "resume", False)
-        and not (sweep_dir(workspace, loaded.config.name) / "sweep.yaml").is_file()
+        and not (sweep_dir(workspace, loaded.config.name) / MANIFEST_FILE).is_file()
     ):
         from bao.configuration import ConfigError
 
@@ -226,6 +227,8 @@ def _print_result(result: SweepResult, loaded: LoadedSweep, workspace: Path) -> 
     from rich.console import Console
     from rich.table import Table
 
+    from bao.records import MLFLOW_DB
+
     config = loaded.config
     console = Console()
     if not console.is_terminal:
@@ -247,7 +250,8 @@ def _print_result(result: SweepResult, loaded: LoadedSweep, workspace: Path) -> 
     console.print(table)
     console.print(f"trials:    bao-pareto status {result.name} --workspace {workspace}")
     console.print(f"dashboard: bao-pareto dashboard --workspace {workspace}")
-    console.print(f"MLflow:    mlflow ui --backend-store-uri sqlite:///{workspace / 'mlflow.db'}")
+    store = workspace / MLFLOW_DB
+    console.print(f"MLflow:    mlflow ui --backend-store-uri sqlite:///{store}")
 
 
 def _cell(value: Any) -> str:
@@ -259,7 +263,8 @@ def _cell(value: Any) -> str:
 
 def _status(args: argparse.Namespace) -> int:
     from bao.tracking import workspace_path
-    from sweep.status import failure_reasons, open_existing, status_document
+    from sweep.records import open_sweep
+    from sweep.status import status_document
 
     name = args.sweep
     if name.endswith((".yaml", ".yml")) and Path(name).is_file():
@@ -268,12 +273,12 @@ def _status(args: argparse.Namespace) -> int:
         name = sweep_name_of(name)
     # Read-only: a mistyped workspace or sweep name must not create a folder.
     workspace = workspace_path(args.workspace).resolve()
-    loaded, study = open_existing(workspace, name)
-    document = status_document(loaded, study)
+    opened = open_sweep(workspace, name)
+    document = status_document(opened.loaded, opened.study)
     if args.json:
         print(json.dumps(document))
         return 0
-    _print_status(document, failure_reasons(study), loaded, _console())
+    _print_status(document, opened.study.failure_reasons(), opened.loaded, _console())
     return 0
 
 

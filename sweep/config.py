@@ -1,10 +1,11 @@
 """The sweep config: what to train, what to vary, what to optimise, and who proposes.
 
 A sweep config is YAML validated by :class:`SweepConfig` (pydantic v2, unknown keys
-forbidden) and then checked against its backend (:func:`load_sweep_config`): every searched
-path must exist in the training config and accept both ends of its range, and every
-objective and constraint must be a metric the backend logs. All of this happens before the
-first trial starts; a bad config is one line naming the key and the fix.
+forbidden) and then checked against its backend (:func:`sweep.loading.load_sweep_config`):
+every searched path must exist in the training config and accept both ends of its range, and
+every objective and constraint must be a metric the backend logs. All of this happens before
+the first trial starts; a bad config is one line naming the key and the fix. This module holds
+the models only: it imports no backend.
 """
 
 from __future__ import annotations
@@ -13,17 +14,15 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from bao.configuration import ConfigError, apply_overrides, read_yaml, validate
-
-if TYPE_CHECKING:
-    from bao.sim.config import SimConfig
-    from bao.verl.config import VerlConfig
+from bao.configuration import ConfigError, read_yaml
+from sweep.algorithms import AlgorithmSpec, algorithm, population_algorithms
+from sweep.params import CategoricalParam, FloatParam, IntParam, ParamSpec, StrictModel
 
 SWEEP_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """Sweep names become folder, study and experiment names: no separators, no traversal."""
@@ -35,85 +34,11 @@ DEFAULT_SEARCH_SPACE: dict[str, dict[str, Any]] = {
 }
 """lambda, alpha and beta: the three BAO coefficients, over ranges that bracket the paper's."""
 
-OPTUNA_ALGORITHMS = ("tpe", "nsga2", "nsga3", "gp", "random", "qmc", "grid")
-PYMOO_ALGORITHMS = ("nsga2", "nsga3", "moead")
-POPULATION_ALGORITHMS = ("nsga2", "nsga3", "moead")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# ------------------------------------------------------------------------------ search space
-
-
-class FloatParam(_Model):
-    """A real-valued parameter in ``[low, high]``."""
-
-    type: Literal["float"]
-    low: float
-    high: float
-    log: bool = False
-    """Sample ``log(value)`` uniformly: for rates and weights spanning decades."""
-    step: float | None = Field(None, gt=0)
-    """Discretise to ``low + i * step`` (not with ``log``)."""
-
-    @model_validator(mode="after")
-    def _check(self) -> FloatParam:
-        _check_range(self.low, self.high, self.log)
-        if self.log and self.step is not None:
-            raise ValueError("log and step cannot be combined; drop one of them")
-        return self
-
-
-class IntParam(_Model):
-    """An integer parameter in ``[low, high]`` (both included)."""
-
-    type: Literal["int"]
-    low: int
-    high: int
-    log: bool = False
-    step: int = Field(1, ge=1)
-
-    @model_validator(mode="after")
-    def _check(self) -> IntParam:
-        _check_range(self.low, self.high, self.log)
-        if self.log and self.step != 1:
-            raise ValueError("log and step cannot be combined; drop one of them")
-        return self
-
-
-class CategoricalParam(_Model):
-    """One of a list of values (numbers, strings or booleans)."""
-
-    type: Literal["categorical"]
-    choices: list[str | bool | int | float] = Field(min_length=1)
-
-    @field_validator("choices")
-    @classmethod
-    def _unique(cls, choices: list[Any]) -> list[Any]:
-        seen = [json.dumps(choice) for choice in choices]
-        if len(set(seen)) != len(seen):
-            raise ValueError("choices must be distinct")
-        return choices
-
-
-ParamSpec = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
-
-
-def _check_range(low: float, high: float, log: bool) -> None:
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise ValueError("low and high must be finite numbers")
-    if low >= high:
-        raise ValueError(f"low ({low}) must be below high ({high}); swap them")
-    if log and low <= 0:
-        raise ValueError(f"a log-scale range needs low > 0 (got {low}); raise low or drop log")
-
 
 # ------------------------------------------------------------------------ objectives, driver
 
 
-class Objective(_Model):
+class Objective(StrictModel):
     """One metric of the trial's MLflow run, and whether more or less of it is better."""
 
     metric: str = Field(min_length=1)
@@ -135,7 +60,7 @@ class Objective(_Model):
 CONSTRAINT_PATTERN = re.compile(r"^\s*(\S+)\s*(<=|>=)\s*(\S+)\s*$")
 
 
-class Constraint(_Model):
+class Constraint(StrictModel):
     """``metric <= bound`` or ``metric >= bound``; written in YAML as that string."""
 
     metric: str
@@ -166,14 +91,15 @@ def _parse_constraint(value: Any) -> Any:
     return {"metric": metric, "op": op, "bound": number}
 
 
-class DriverConfig(_Model):
+class DriverConfig(StrictModel):
     """Who proposes the parameters of each trial."""
 
     library: Literal["optuna", "pymoo"] = "optuna"
     """``optuna`` samplers (each process samples from the shared storage) or ``pymoo``
     algorithms (generation by generation through pymoo's ask/tell interface)."""
     algorithm: str = "tpe"
-    """optuna: tpe, nsga2, nsga3, gp, random, qmc, grid; pymoo: nsga2, nsga3, moead."""
+    """One of :mod:`sweep.algorithms`' registry: optuna: tpe, nsga2, nsga3, gp, random, qmc,
+    grid; pymoo: nsga2, nsga3, moead."""
     n_trials: int = Field(24, ge=1)
     """Complete trials the sweep runs to (failed attempts are retried, not counted)."""
     seed: int | None = None
@@ -187,18 +113,18 @@ class DriverConfig(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> DriverConfig:
-        allowed = OPTUNA_ALGORITHMS if self.library == "optuna" else PYMOO_ALGORITHMS
-        if self.algorithm not in allowed:
+        spec = algorithm(self.library, self.algorithm)  # one line with the choices if unknown
+        if self.batch_size is not None and not spec.population_based:
             raise ValueError(
-                f"unknown {self.library} algorithm {self.algorithm!r}; "
-                f"choose one of {', '.join(allowed)}"
-            )
-        if self.batch_size is not None and self.algorithm not in POPULATION_ALGORITHMS:
-            raise ValueError(
-                f"batch_size sets the population of {', '.join(POPULATION_ALGORITHMS)}; "
+                f"batch_size sets the population of {', '.join(population_algorithms())}; "
                 f"remove it for {self.algorithm}"
             )
         return self
+
+    @property
+    def spec(self) -> AlgorithmSpec:
+        """The registry's entry for this driver's algorithm."""
+        return algorithm(self.library, self.algorithm)
 
     @property
     def population(self) -> int:
@@ -208,7 +134,7 @@ class DriverConfig(_Model):
 # --------------------------------------------------------------------------------- backends
 
 
-class SimBackend(_Model):
+class SimBackend(StrictModel):
     """The CPU simulator: each run is ``bao-pareto train`` on a simulator config."""
 
     kind: Literal["sim"]
@@ -216,7 +142,7 @@ class SimBackend(_Model):
     """The simulator config every trial starts from, relative to this sweep config."""
 
 
-class CommandBackend(_Model):
+class CommandBackend(StrictModel):
     """Any training command: an argv list with ``{placeholders}``, never a shell string.
 
     Placeholders: each search-space path (``{shaping.user_lambda}``), ``{seed}``,
@@ -238,7 +164,7 @@ class CommandBackend(_Model):
     """Extra environment variables for the command."""
 
 
-class VerlBackend(_Model):
+class VerlBackend(StrictModel):
     """BAO GRPO on GPUs with verl 0.9.1: each run is ``bao-pareto train`` on a verl config,
     which launches ``python -m verl.trainer.main_ppo`` (see docs/verl.md)."""
 
@@ -254,7 +180,7 @@ BackendConfig = Annotated[SimBackend | VerlBackend | CommandBackend, Field(discr
 # ------------------------------------------------------------------------------------ sweep
 
 
-class SweepConfig(_Model):
+class SweepConfig(StrictModel):
     """One sweep: the YAML of ``configs/quickstart.yaml`` and friends."""
 
     name: str = Field(pattern=SWEEP_NAME_PATTERN)
@@ -382,7 +308,7 @@ def _param_from(spec: Mapping[str, Any]) -> FloatParam | IntParam | CategoricalP
 # ---------------------------------------------------------------------------------- loading
 
 
-class LoadedSweep(_Model):
+class LoadedSweep(StrictModel):
     """A validated sweep config with what its backend needs, resolved to absolute paths."""
 
     config: SweepConfig
@@ -394,182 +320,3 @@ class LoadedSweep(_Model):
     """The backend's training config with ``train`` applied (sim); empty for ``command``."""
     metric_names: list[str] = Field(default_factory=list)
     """Metrics the backend is known to log (empty: not known in advance)."""
-
-
-def load_sweep_config(path: str | Path, overrides: Sequence[str] = ()) -> LoadedSweep:
-    """Reads, overrides and validates a sweep config and checks it against its backend."""
-    source = Path(path)
-    raw = apply_overrides(read_yaml(source), list(overrides))
-    config = validate(SweepConfig, raw, source=str(source))
-    return check_against_backend(config, source)
-
-
-def check_against_backend(config: SweepConfig, source: Path) -> LoadedSweep:
-    base_dir = source.resolve().parent
-    if isinstance(config.backend, SimBackend | VerlBackend):
-        train_config, names = _check_train_config(config, base_dir, str(source))
-    else:
-        train_config, names = {}, list(config.backend.metrics)
-        _check_command(config, str(source))
-    if names:
-        known = set(names)
-        wanted = [(f"objectives[{i}].metric", o.metric) for i, o in enumerate(config.objectives)]
-        wanted += [(f"constraints[{i}]", c.metric) for i, c in enumerate(config.constraints)]
-        for key, metric in wanted:
-            if metric not in known:
-                raise ConfigError(
-                    f"{source}: {key}: the {config.backend.kind} backend does not log {metric!r}",
-                    fix=f"use one of {_suggest(metric, names)}",
-                )
-    if config.driver.algorithm == "moead" and config.constraints:
-        raise ConfigError(
-            f"{source}: constraints: pymoo's moead does not handle constraints",
-            fix="use driver.algorithm nsga2 or nsga3, or remove the constraints",
-        )
-    if config.driver.algorithm == "grid":
-        from sweep.space import grid_size
-
-        size = grid_size(config.search_space, config.driver.grid_points)
-        if config.driver.n_trials > size:
-            raise ConfigError(
-                f"{source}: driver.n_trials ({config.driver.n_trials}) exceeds the grid's "
-                f"{size} points",
-                fix="lower driver.n_trials or raise driver.grid_points",
-            )
-    return LoadedSweep(
-        config=config,
-        source=str(source.resolve()),
-        base_dir=str(base_dir),
-        train_config=train_config,
-        metric_names=names,
-    )
-
-
-def _check_train_config(
-    config: SweepConfig, base_dir: Path, source: str
-) -> tuple[dict[str, Any], list[str]]:
-    """Validates the backend's training config with ``train`` applied, and with each end of
-    every range of the search space; returns it with the metric names its runs log."""
-    from bao.metrics import metric_names
-
-    assert isinstance(config.backend, SimBackend | VerlBackend)
-    model = train_config_model(config.backend)
-    train_path = base_dir / config.backend.train_config
-    if not train_path.is_file():
-        raise ConfigError(
-            f"{source}: backend.train_config: {str(train_path)!r} does not exist",
-            fix=f"give a {config.backend.kind} config path relative to the sweep config",
-        )
-    base = _merge(read_yaml(train_path), config.train)
-    base.pop("seed", None)  # every trial sets its own training seed
-    checked = [validate(model, base, source=f"{source}: train")]
-    # Both ends of every range (and every choice) must give a valid training config.
-    from sweep.space import corner_values
-
-    for path, spec in config.search_space.items():
-        for value in corner_values(spec):
-            trial = apply_overrides(base, [f"{path}={json.dumps(value)}"])
-            try:
-                checked.append(validate(model, trial, source=source))
-            except ConfigError as error:
-                raise ConfigError(
-                    f"{source}: search_space.{path} = {value!r} is not a valid training value "
-                    f"({error.what.split(': ', 1)[-1]})",
-                    fix=f"check the path and range against {config.backend.train_config}",
-                ) from None
-    _check_task_files(checked, source)
-    k_max = model.model_validate(base).eval.k_max
-    names = [f"eval/{name}" for name in metric_names(k_max)] + ["train/seconds"]
-    return base, names
-
-
-def _check_task_files(trials: Sequence[SimConfig | VerlConfig], source: str) -> None:
-    """Reads the task files the trials' training configs name, as each trial will (relative
-    paths from this process's working directory, which trials inherit): a bad file or record
-    is one line now, not the same failure in every trial."""
-    from bao.errors import TaskDataError
-    from bao.gym_tasks import load_user_gym_tasks
-    from bao.sim.config import SimConfig, task_count_problem
-    from bao.tasks import load_function_tasks
-
-    counted: dict[tuple[str, str, Path, Path | None], int] = {}
-    for trial in trials:
-        settings = trial.tasks
-        gym = getattr(trial, "gym", "function_gym")
-        functions = getattr(settings, "functions_path", None) or getattr(
-            settings, "records_path", None
-        )
-        for key in ("train_path", "eval_path"):
-            path: Path | None = getattr(settings, key)
-            if path is None:
-                continue
-            if (gym, key, path, functions) not in counted:
-                try:
-                    if gym == "function_gym":
-                        tasks: Sequence[object] = load_function_tasks(path, functions)
-                    else:
-                        tasks = load_user_gym_tasks(gym, path, functions)
-                except TaskDataError as error:
-                    raise TaskDataError(f"{source}: train tasks.{key}: {error}") from None
-                counted[gym, key, path, functions] = len(tasks)
-            problem = (
-                task_count_problem(trial, counted[gym, key, path, functions], str(path))
-                if isinstance(trial, SimConfig) and key == "train_path"
-                else None
-            )
-            if problem:
-                raise ConfigError(
-                    f"{source}: train: {problem}",
-                    fix="lower trainer.tasks_per_iteration or add training tasks",
-                )
-
-
-def train_config_model(backend: SimBackend | VerlBackend) -> type[SimConfig] | type[VerlConfig]:
-    """The pydantic model of a backend's training config."""
-    if isinstance(backend, VerlBackend):
-        from bao.verl.config import VerlConfig
-
-        return VerlConfig
-    from bao.sim.config import SimConfig
-
-    return SimConfig
-
-
-PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-RUN_PLACEHOLDERS = ("seed", "trial", "run_id", "workdir", "metrics_file", "python")
-
-
-def _check_command(config: SweepConfig, source: str) -> None:
-    assert isinstance(config.backend, CommandBackend)
-    known = {*config.search_space, *RUN_PLACEHOLDERS}
-    for index, item in enumerate(config.backend.argv):
-        for name in PLACEHOLDER.findall(item.replace("{{", "").replace("}}", "")):
-            if name not in known:
-                raise ConfigError(
-                    f"{source}: backend.argv[{index}]: unknown placeholder {{{name}}}",
-                    fix=f"use a search_space path or one of {', '.join(RUN_PLACEHOLDERS)}",
-                )
-    if "/" in config.backend.metrics_file or config.backend.metrics_file in ("", ".", ".."):
-        raise ConfigError(
-            f"{source}: backend.metrics_file must be a plain file name",
-            value=config.backend.metrics_file,
-            fix="e.g. metrics.json; it is created inside {workdir}",
-        )
-
-
-def _suggest(metric: str, names: Sequence[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(metric, names, n=3, cutoff=0.5)
-    shown = close or [n for n in names if not n.endswith(("_lo", "_hi"))][:6]
-    return ", ".join(shown) + ("" if close else ", ...")
-
-
-def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged

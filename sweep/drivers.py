@@ -18,7 +18,6 @@ Retries of failed trials are WAITING trials too, with the failed trial's paramet
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -26,8 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sweep.config import FloatParam, IntParam, SweepConfig
-from sweep.space import distributions, grid_values
+from bao.records import ATTR_ATTEMPT, ATTR_GENERATION, ATTR_INDEX, ATTR_VIOLATIONS
+from sweep.config import SweepConfig
+from sweep.params import FloatParam, IntParam
+from sweep.space import distributions
 from sweep.storage import SweepStudy
 
 if TYPE_CHECKING:
@@ -36,17 +37,6 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 log = logging.getLogger(__name__)
-
-# User attributes the sweep keeps on each Optuna trial (stable: analysis reads them).
-ATTR_RUN_ID = "mlflow_run_id"
-ATTR_RETRY_OF = "retry_of"
-ATTR_ATTEMPT = "attempt"
-ATTR_REASON = "failure_reason"
-ATTR_GENERATION = "generation"
-ATTR_INDEX = "index"
-ATTR_SEED_VALUES = "seed_values"
-ATTR_STDERR = "stderr"
-ATTR_VIOLATIONS = "constraint_violations"
 
 FAILED_PENALTY = 1e6
 """Objective value pymoo is told for a parameter set that failed every attempt (minimised
@@ -136,42 +126,14 @@ class OptunaDriver(Driver):
     """One of Optuna's samplers, configured from ``driver``."""
 
     def sampler(self, stream: int = 0) -> BaseSampler:
-        import optuna
 
         driver = self.config.driver
         # Sobol points are indexed by trial number, so QMC keeps one scramble everywhere.
         keep = driver.algorithm == "qmc" or stream == 0
         seed = self.config.driver_seed if keep else (self.config.driver_seed + stream) % 2**32
         # Constraints reach the samplers through Trial.set_constraint (set by the runner).
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            if driver.algorithm == "tpe":
-                return optuna.samplers.TPESampler(
-                    seed=seed,
-                    n_startup_trials=driver.n_startup_trials,
-                    multivariate=True,
-                    constant_liar=True,  # parallel trials do not all land on one point
-                )
-            if driver.algorithm == "nsga2":
-                return optuna.samplers.NSGAIISampler(population_size=driver.population, seed=seed)
-            if driver.algorithm == "nsga3":
-                return optuna.samplers.NSGAIIISampler(population_size=driver.population, seed=seed)
-            if driver.algorithm == "gp":
-                return optuna.samplers.GPSampler(
-                    seed=seed,
-                    n_startup_trials=driver.n_startup_trials,
-                )
-            if driver.algorithm == "random":
-                return optuna.samplers.RandomSampler(seed=seed)
-            if driver.algorithm == "qmc":
-                return optuna.samplers.QMCSampler(
-                    qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False
-                )
-            grid = {
-                path: grid_values(spec, driver.grid_points)
-                for path, spec in self.config.search_space.items()
-            }
-            return optuna.samplers.GridSampler(grid, seed=seed)
+        sampler: BaseSampler = driver.spec.build(self.config, seed)
+        return sampler
 
     def propose(self, study: SweepStudy, budget: int, *, leader: bool) -> optuna.Trial | None:
         if budget <= 0:
@@ -192,7 +154,7 @@ class PymooDriver(Driver):
         super().__init__(config)
         self.n_var = len(config.search_space)
         self.n_obj = len(config.objectives)
-        self.handles_constraints = config.driver.algorithm != "moead"
+        self.handles_constraints = config.driver.spec.handles_constraints
         # nsga2/nsga3 get one extra constraint: "the trial succeeded" (0 or 1).
         self.n_constr = len(config.constraints) + 1 if self.handles_constraints else 0
         self.generation = 0
@@ -210,40 +172,10 @@ class PymooDriver(Driver):
             n_var=self.n_var, n_obj=self.n_obj, n_ieq_constr=self.n_constr, xl=0.0, xu=1.0
         )
 
-    def _reference_directions(self) -> np.ndarray:
-        from pymoo.util.ref_dirs import get_reference_directions
-
-        partitions = 1
-        while math.comb(partitions + 1 + self.n_obj - 1, self.n_obj - 1) <= (
-            self.config.driver.population
-        ):
-            partitions += 1
-        return np.asarray(
-            get_reference_directions("das-dennis", self.n_obj, n_partitions=partitions)
-        )
-
     def _algorithm(self) -> Any:
         from pymoo.core.termination import NoTermination
 
-        algorithm_name = self.config.driver.algorithm
-        population = self.config.driver.population
-        if algorithm_name == "nsga2":
-            from pymoo.algorithms.moo.nsga2 import NSGA2
-
-            algorithm: Any = NSGA2(pop_size=population)
-        elif algorithm_name == "nsga3":
-            from pymoo.algorithms.moo.nsga3 import NSGA3
-
-            algorithm = NSGA3(ref_dirs=self._reference_directions(), pop_size=population)
-        else:
-            from pymoo.algorithms.moo.moead import ParallelMOEAD
-
-            directions = self._reference_directions()
-            algorithm = ParallelMOEAD(
-                ref_dirs=directions,
-                n_neighbors=max(2, min(len(directions) // 2, 10)),
-                n_offsprings=len(directions),
-            )
+        algorithm = self.config.driver.spec.build(self.config, self.config.driver_seed)
         algorithm.setup(self._problem(), termination=NoTermination(), seed=self.config.driver_seed)
         return algorithm
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sweep.config import CategoricalParam, FloatParam, IntParam
+from sweep.params import CategoricalParam, FloatParam, IntParam
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution

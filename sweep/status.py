@@ -1,21 +1,14 @@
-"""What a sweep's storage says about it: the ``status --json`` document (DESIGN section 4)."""
+"""What a sweep's storage says about it: the ``status --json`` document (docs/sweeps.md)."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
+from bao.records import ATTR_RETRY_OF, ATTR_RUN_ID, STUDY_N_TRIALS
 from sweep.config import LoadedSweep
-from sweep.drivers import ATTR_REASON, ATTR_RETRY_OF, ATTR_RUN_ID, make_driver
-from sweep.storage import N_TRIALS_ATTR, SweepStudy, open_study, read_manifest
-
-
-def open_existing(workspace: Path, name: str) -> tuple[LoadedSweep, SweepStudy]:
-    """The sweep called ``name``, read-only use: never creates a study."""
-    loaded, url = read_manifest(workspace, name)
-    driver = make_driver(loaded.config)
-    return loaded, open_study(loaded, workspace, driver.sampler(), create=False, url=url)
+from sweep.lease import stale_reason
+from sweep.storage import SweepStudy
 
 
 def _number(value: float) -> float | None:
@@ -27,13 +20,11 @@ def status_document(loaded: LoadedSweep, study: SweepStudy) -> dict[str, Any]:
     with the reason (it stays RUNNING in the storage until a sweep or worker retries it)."""
     import time
 
-    from sweep.runner import stale_reason
-
     trials = study.trials()
     counts = study.counts()
     now = time.time()
     lease = loaded.config.lease
-    n_trials = int(study.study.user_attrs.get(N_TRIALS_ATTR, loaded.config.driver.n_trials))
+    n_trials = int(study.study.user_attrs.get(STUDY_N_TRIALS, loaded.config.driver.n_trials))
     return {
         "sweep": loaded.config.name,
         "n_trials": n_trials,
@@ -52,12 +43,4 @@ def status_document(loaded: LoadedSweep, study: SweepStudy) -> dict[str, Any]:
             }
             for trial in trials
         ],
-    }
-
-
-def failure_reasons(study: SweepStudy) -> dict[int, str]:
-    return {
-        trial.number: str(trial.user_attrs.get(ATTR_REASON, ""))
-        for trial in study.trials()
-        if trial.state.name == "FAIL"
     }

@@ -21,6 +21,7 @@ import yaml
 
 from bao.configuration import ConfigError
 from bao.errors import first_line
+from bao.records import MANIFEST_FILE, OPTUNA_DB, STUDY_FINGERPRINT, SWEEPS, sweep_folder
 
 if TYPE_CHECKING:
     import optuna
@@ -32,10 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "sweep.yaml"
-FINGERPRINT_ATTR = "fingerprint"
-N_TRIALS_ATTR = "n_trials"
-"""Study attribute: the ``n_trials`` the sweep was last run to (``--n-trials`` included)."""
 SQLITE_TIMEOUT_S = 60
 """SQLite waits this long for a lock: several processes write one file during a sweep."""
 
@@ -57,14 +54,14 @@ def sweep_dir(workspace: Path, name: str) -> Path:
         fix="a sweep is named by its config's `name` (letters, digits, '.', '_', '-'; "
         "no '/' or '..'); bao-pareto status lists the sweeps of a workspace",
     )
-    return workspace / "sweeps" / name
+    return sweep_folder(workspace, name)
 
 
 def storage_url(loaded: LoadedSweep, workspace: Path) -> str:
     """The configured storage, or the workspace's SQLite file for this sweep."""
     url = loaded.config.storage
     if url is None:
-        return f"sqlite:///{sweep_dir(workspace, loaded.config.name) / 'optuna.db'}"
+        return f"sqlite:///{sweep_dir(workspace, loaded.config.name) / OPTUNA_DB}"
     if url.startswith("journal:"):
         path = Path(url.removeprefix("journal:").removeprefix("//"))
         return f"journal:{path if path.is_absolute() else (workspace / path).resolve()}"
@@ -140,6 +137,16 @@ class SweepStudy:
         """Trials by state name (COMPLETE, RUNNING, WAITING, FAIL, PRUNED)."""
         return Counter(trial.state.name for trial in self.trials())
 
+    def failure_reasons(self) -> dict[int, str]:
+        """Failed trial number -> its ``failure_reason``."""
+        from bao.records import ATTR_REASON
+
+        return {
+            trial.number: str(trial.user_attrs.get(ATTR_REASON, ""))
+            for trial in self.trials()
+            if trial.state.name == "FAIL"
+        }
+
 
 def open_study(
     loaded: LoadedSweep,
@@ -177,9 +184,9 @@ def open_study(
             fix="give the new sweep another name, or restore the old objectives",
         )
     fingerprint = config.fingerprint()
-    stored = study.user_attrs.get(FINGERPRINT_ATTR)
+    stored = study.user_attrs.get(STUDY_FINGERPRINT)
     if stored is None:
-        study.set_user_attr(FINGERPRINT_ATTR, fingerprint)
+        study.set_user_attr(STUDY_FINGERPRINT, fingerprint)
     elif stored != fingerprint:
         raise ConfigError(
             f"sweep {config.name!r} already exists in {url} with a different search space, "
@@ -215,7 +222,7 @@ def write_manifest(loaded: LoadedSweep, workspace: Path, url: str) -> Path:
         "train_config": loaded.train_config,
         "metric_names": loaded.metric_names,
     }
-    path = folder / MANIFEST
+    path = folder / MANIFEST_FILE
     write_atomically(path, yaml.safe_dump(manifest, sort_keys=False))
     return path
 
@@ -224,9 +231,9 @@ def read_manifest(workspace: Path, name: str) -> tuple[LoadedSweep, str]:
     """The sweep called ``name`` in ``workspace``: its config and its storage URL."""
     from sweep.config import LoadedSweep, SweepConfig
 
-    path = sweep_dir(workspace, name) / MANIFEST
+    path = sweep_dir(workspace, name) / MANIFEST_FILE
     if not path.is_file():
-        known = sorted(p.parent.name for p in (workspace / "sweeps").glob(f"*/{MANIFEST}"))
+        known = sorted(p.parent.name for p in (workspace / SWEEPS).glob(f"*/{MANIFEST_FILE}"))
         raise ConfigError(
             f"no sweep named {name!r} in workspace {str(workspace)!r}",
             fix=f"known sweeps: {', '.join(known)}" if known else "run bao-pareto sweep first",

@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-OUTBOX = "mlflow-outbox.jsonl"
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
 REPLAY_EVERY_S = 5.0

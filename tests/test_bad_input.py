@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from bao.configuration import merge
 from sweep.cli import main
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -53,16 +54,6 @@ class Case:
 # --------------------------------------------------------------------------------- builders
 
 
-def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def _write_yaml(path: Path, data: object) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
@@ -91,13 +82,13 @@ def sweep_config(folder: Path, **changes: Any) -> Path:
 def sim_config(folder: Path, **changes: Any) -> Path:
     """configs/sim.yaml with ``changes`` merged in."""
     base = yaml.safe_load(SIM_YAML.read_text(encoding="utf-8"))
-    return _write_yaml(folder / "sim.yaml", _merge(base, changes))
+    return _write_yaml(folder / "sim.yaml", merge(base, changes))
 
 
 def verl_config(folder: Path, **changes: Any) -> Path:
     """configs/verl/function_gym.yaml with ``changes`` merged in."""
     base = yaml.safe_load(VERL_YAML.read_text(encoding="utf-8"))
-    return _write_yaml(folder / "verl.yaml", _merge(base, changes))
+    return _write_yaml(folder / "verl.yaml", merge(base, changes))
 
 
 def record(task_id: str = "t-1", rule: str = "a + b * c", **changes: Any) -> dict[str, Any]:

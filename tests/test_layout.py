@@ -38,5 +38,5 @@ def test_imports_follow_the_dependency_arrow(package: str) -> None:
 
 def test_tests_mirror_the_packages() -> None:
     for test_dir in (ROOT / "tests").iterdir():
-        if test_dir.is_dir() and test_dir.name not in {"e2e", "__pycache__"}:
+        if test_dir.is_dir() and test_dir.name not in {"e2e", "fixtures", "__pycache__"}:
             assert (ROOT / test_dir.name).is_dir(), f"tests/{test_dir.name} mirrors no package"

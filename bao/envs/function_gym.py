@@ -1,7 +1,7 @@
 """Function-Gym: guess a hidden arithmetic rule, then answer its value at a test case.
 
-The rules are UserRL's (DESIGN.md section 5). One ``step`` is one turn; the action text is
-stripped and dispatched on a case-sensitive prefix:
+The rules are UserRL's (docs/concepts.md, "Function-Gym"). One ``step`` is one turn; the action
+text is stripped and dispatched on a case-sensitive prefix:
 
 * ``[action] 1 2 3 4`` queries the rule at four numbers (any text around them is ignored);
 * ``[search] test`` reveals the test case;

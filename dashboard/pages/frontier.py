@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis.report import COLLAPSE_AT, COLLAPSE_METRIC
+from analysis.report import collapsed_numbers
 from dashboard import data as records
 from dashboard import figures, state
 
@@ -52,10 +52,7 @@ elif highlight == "envelope trials":
     chosen = sorted({int(t) for t in envelope["trial"]})
 else:
     chosen = [analysis.knee] if analysis.knee is not None else []
-collapsed = []
-if COLLAPSE_METRIC in analysis.frame:
-    silent = analysis.frame[COLLAPSE_METRIC].to_numpy(dtype=float) >= COLLAPSE_AT
-    collapsed = [int(n) for n in analysis.frame["number"].to_numpy()[silent]]
+collapsed = collapsed_numbers(analysis.frame)
 figure = state.cached_figure(
     (
         "frontier",

@@ -104,9 +104,9 @@ def real_workspace(
     from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState, create_trial
 
+    from bao.records import ATTR_RUN_ID
+    from bao.records import STUDY_PARENT_RUN as PARENT_RUN_ATTR
     from bao.tracking import experiment_id, mlflow_client
-    from sweep.drivers import ATTR_RUN_ID
-    from sweep.runner import PARENT_RUN_ATTR
     from sweep.storage import open_study, storage_url, write_manifest
 
     loaded = loaded or sweep_config()

@@ -161,6 +161,46 @@ trajectory = st.lists(rewards, min_size=1, max_size=8)
 batch = st.lists(st.tuples(trajectory, st.integers(0, 2)), min_size=1, max_size=10)
 
 
+def reference_score(rewards: list[float], score: str, gamma: float) -> float:
+    """The trajectory score from its definition (module docstring), written apart from the
+    module: ``sum`` and ``mean`` of a left-to-right sum rounded to 4 decimals, ``r2g`` the
+    discounted return from turn 1 (not rounded)."""
+    if score == "r2g":
+        return reference_credits(rewards, "r2g", gamma)[0]
+    total = 0.0
+    for r in rewards:
+        total += r
+    return round(total if score == "sum" else total / len(rewards), 4)
+
+
+def reference_credits(rewards: list[float], credit: str, gamma: float) -> list[float]:
+    """Per-turn credits from their definitions: the reward-to-go ``G_t = r_t + gamma G_t+1``
+    (from the last turn back), 1 for every turn, or the rounded em transform."""
+    if credit == "r2g":
+        returns, later = [], 0.0
+        for r in reversed(rewards):
+            later = r + gamma * later
+            returns.append(later)
+        return returns[::-1]
+    if credit == "equalized":
+        return [1.0] * len(rewards)
+    return [round(0.5 * (1 - math.exp(-2 * r)) / (1 - math.exp(-2)) + 0.5, 4) for r in rewards]
+
+
+def reference_z(scores: list[float], groups: list[int]) -> list[float]:
+    """Group z-scores with torch's sample standard deviation (a lone member: mean 0, std 1)."""
+    z = []
+    for score, group in zip(scores, groups, strict=True):
+        members = torch.tensor(
+            [s for s, g in zip(scores, groups, strict=True) if g == group], dtype=torch.float64
+        )
+        if len(members) == 1:
+            z.append(score / (1.0 + 1e-6))
+        else:
+            z.append(float((score - members.mean()) / (members.std() + 1e-6)))
+    return z
+
+
 @given(
     batch,
     st.sampled_from(["r2g", "equalized", "em"]),
@@ -170,6 +210,8 @@ batch = st.lists(st.tuples(trajectory, st.integers(0, 2)), min_size=1, max_size=
 def test_token_mean_of_advantages_equals_group_z(
     items: list[tuple[list[float], int]], credit: str, score: str, data: st.DataObject
 ) -> None:
+    """The mean advantage over credited tokens is the trajectory's group z-score, both
+    computed here from their definitions, not by the module's helpers."""
     turn_rewards = [r for r, _ in items]
     groups = [g for _, g in items]
     counts = [
@@ -183,12 +225,10 @@ def test_token_mean_of_advantages_equals_group_z(
         score=score,
         token_counts=counts,  # type: ignore[arg-type]
     )
-    from bao.advantage import trajectory_score, turn_credits
-
-    scores = [trajectory_score(r, score, 0.8) for r in turn_rewards]  # type: ignore[arg-type]
-    z = group_z_scores(scores, groups)
+    scores = [reference_score(r, score, 0.8) for r in turn_rewards]
+    z = reference_z(scores, groups)
     for i, (adv, n) in enumerate(zip(advantages, counts, strict=True)):
-        credits = turn_credits(turn_rewards[i], credit, 0.8)  # type: ignore[arg-type]
+        credits = reference_credits(turn_rewards[i], credit, 0.8)
         mass = sum(c * k for c, k in zip(credits, n, strict=True))
         scale = sum(abs(c) * k for c, k in zip(credits, n, strict=True))
         assume(abs(mass) > 1e-6 * max(scale, 1.0))  # away from the C == 0 special case

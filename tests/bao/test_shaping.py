@@ -1,4 +1,4 @@
-"""BAO shaping against hand-computed worked examples (DESIGN.md section 6)."""
+"""BAO shaping against hand-computed worked examples (docs/concepts.md, "Shaping")."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import yaml
 
 from bao.configuration import ConfigError
 from sweep.cli import main
-from sweep.config import load_sweep_config
+from sweep.loading import load_sweep_config
 from sweep.space import decode, grid_values
 from tests.sweep.conftest import REPO_ROOT, WriteConfig
 

@@ -8,11 +8,15 @@ from typing import Any
 
 import pytest
 
-from sweep.config import OPTUNA_ALGORITHMS, PYMOO_ALGORITHMS, SweepConfig, check_against_backend
-from sweep.drivers import ATTR_GENERATION, make_driver, pop_waiting
+from bao.records import ATTR_GENERATION
+from sweep.algorithms import ALGORITHMS, algorithm_names
+from sweep.config import SweepConfig
+from sweep.drivers import make_driver, pop_waiting
+from sweep.loading import check_against_backend
 from sweep.storage import SweepStudy, open_study
 
-DRIVERS = [("optuna", a) for a in OPTUNA_ALGORITHMS] + [("pymoo", a) for a in PYMOO_ALGORITHMS]
+# Conformance: every registered algorithm (sweep/algorithms.py) is run through these tests.
+DRIVERS = list(ALGORITHMS)
 
 
 def _config(library: str, algorithm: str, seed: int = 3, **driver: Any) -> SweepConfig:
@@ -89,7 +93,7 @@ def test_same_seed_same_proposals(library: str, algorithm: str, tmp_path: Path) 
         assert params["credit"] in ("r2g", "equalized", "em")
 
 
-@pytest.mark.parametrize("algorithm", PYMOO_ALGORITHMS)
+@pytest.mark.parametrize("algorithm", algorithm_names("pymoo"))
 def test_pymoo_generations_are_enqueued_and_replayed(algorithm: str, tmp_path: Path) -> None:
     config = _config("pymoo", algorithm)
     proposals = _drive(config, tmp_path / "a", 10)

@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
+from bao.records import OUTBOX_FILE as OUTBOX
 from sweep.cli import main
-from sweep.tracking import OUTBOX
 from tests.sweep.conftest import (
     REPO_ROOT,
     TINY_TRAIN,
@@ -51,10 +51,10 @@ def _popen_sweep(config: Path, workspace: Path, env: dict[str, str] | None = Non
 
 
 def _trials(workspace: Path, name: str) -> list[Any]:
-    from sweep.status import open_existing
+    from sweep.records import open_sweep
 
     try:
-        _, study = open_existing(workspace, name)
+        study = open_sweep(workspace, name).study
     except Exception:  # not created yet
         return []
     return study.trials()

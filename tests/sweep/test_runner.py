@@ -136,9 +136,9 @@ def test_constraints_reach_the_sampler_and_the_front(
         "ok", constraints=["g <= 0.5"], driver={"algorithm": "tpe", "n_trials": 6}
     )
     assert _sweep(config, workspace) == 0
-    from sweep.status import open_existing
+    from sweep.records import open_sweep
 
-    _, study = open_existing(workspace, "cmd")
+    study = open_sweep(workspace, "cmd").study
     for trial in study.trials():
         (violation,) = trial.user_attrs["constraint_violations"]
         assert violation == pytest.approx(trial.params["y"] - 0.5)
@@ -167,7 +167,7 @@ def test_an_exhausted_grid_completes_its_last_trial(
 def test_the_runners_front_is_optunas_best_trials(constrained: bool) -> None:
     import optuna
 
-    from sweep.runner import pareto_front_trials
+    from sweep.front import pareto_front_trials
 
     directions = ["maximize", "minimize"]
     study = optuna.create_study(directions=directions)

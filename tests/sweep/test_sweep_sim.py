@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
+from sweep.algorithms import ALGORITHMS
 from sweep.cli import main
-from sweep.config import OPTUNA_ALGORITHMS, PYMOO_ALGORITHMS
 from tests.sweep.conftest import REPO_ROOT, WriteConfig, mlflow_runs, status_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
-DRIVERS = [("optuna", a) for a in OPTUNA_ALGORITHMS] + [("pymoo", a) for a in PYMOO_ALGORITHMS]
+# Conformance: every registered algorithm (sweep/algorithms.py) runs a real sweep.
+DRIVERS = list(ALGORITHMS)
 
 
 def assert_status_matches_mlflow(status: dict[str, Any], workspace: Path) -> None:
@@ -80,12 +81,12 @@ def _popen(*argv: str, **kwargs: Any) -> subprocess.Popen[bytes]:
 
 def _wait_for_running_trial(workspace: Path, name: str, timeout: float = 120) -> int:
     """The number of a trial that is RUNNING with its MLflow run open."""
-    from sweep.status import open_existing
+    from sweep.records import open_sweep
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            _, study = open_existing(workspace, name)
+            study = open_sweep(workspace, name).study
         except Exception:
             time.sleep(0.5)
             continue

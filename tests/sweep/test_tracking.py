@@ -11,7 +11,8 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 
-from sweep.tracking import OUTBOX, Tracker, TrackingUnavailableError, is_transient
+from bao.records import OUTBOX_FILE as OUTBOX
+from sweep.tracking import Tracker, TrackingUnavailableError, is_transient
 
 
 class FlakyClient:

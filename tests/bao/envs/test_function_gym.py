@@ -1,4 +1,4 @@
-"""Function-Gym semantics (DESIGN.md section 5), event by event, plus a battery over UserRL."""
+"""Function-Gym semantics (docs/concepts.md), event by event, plus a battery over UserRL."""
 
 from __future__ import annotations
 
