@@ -1,4 +1,4 @@
-"""The ``bao_turn`` advantage estimator for verl 0.9.1 (DESIGN.md sections 6 and 8).
+"""The ``bao_turn`` advantage estimator for verl 0.9.1 (docs/concepts.md, docs/verl.md).
 
 verl calls a registered estimator with ``token_level_rewards``, ``response_mask``, ``index``
 (the group uid of each row) and ``config`` (the ``algorithm`` section) and nothing else: no turn

@@ -8,12 +8,11 @@ computes them (``bao.metrics.summarize``), not from verl's averaged per-sample n
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 
+from bao.dumps import json_lines, step_files, step_of
 from bao.envs.user_simulator import CallStats
-from bao.errors import BaoError
+from bao.errors import BaoError, TaskDataError
 from bao.trajectory import Trajectory
 from bao.verl.data import METRIC_PREFIX, TRAJECTORY_KEY
 
@@ -28,15 +27,7 @@ class EvaluationMissingError(BaoError):
 
 def last_validation_dump(folder: Path) -> tuple[int, Path]:
     """The step and path of the newest ``<step>.jsonl`` in ``folder``."""
-    dumps = (
-        [
-            (int(path.stem), path)
-            for path in folder.glob("*.jsonl")
-            if re.fullmatch(r"\d+", path.stem)
-        ]
-        if folder.is_dir()
-        else []
-    )
+    dumps = [(step, path) for path in step_files(folder) if (step := step_of(path)) is not None]
     if not dumps:
         raise EvaluationMissingError(
             f"the verl run wrote no validation rollouts to {folder}",
@@ -48,16 +39,13 @@ def last_validation_dump(folder: Path) -> tuple[int, Path]:
 def read_validation_dump(path: Path) -> tuple[list[Trajectory], dict[str, float]]:
     """The episodes of one validation dump, in the order verl wrote them, and what their
     simulated user and judge cost: the sums of the episodes' ``bao_user_*`` values (empty
-    for Function-Gym, which has no simulated user)."""
+    for Function-Gym, which has no simulated user). The file is read by :mod:`bao.dumps`."""
     trajectories: list[Trajectory] = []
     costs = dict.fromkeys(USER_COST_KEYS, 0.0)
     priced = False
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
+    try:
+        for number, record in json_lines(path):
             try:
-                record = json.loads(line)
                 trajectories.append(Trajectory.from_json(record[TRAJECTORY_KEY]))
             except (ValueError, KeyError, TypeError) as error:
                 raise EvaluationMissingError(
@@ -69,6 +57,8 @@ def read_validation_dump(path: Path) -> tuple[list[Trajectory], dict[str, float]
                 if isinstance(value, int | float):
                     costs[key] += float(value)
                     priced = True
+    except TaskDataError as error:
+        raise EvaluationMissingError(error.what, value=error.value, fix=error.fix) from None
     if not trajectories:
         raise EvaluationMissingError(f"{path} holds no episodes", fix="check data.val_files")
     return trajectories, costs if priced else {}

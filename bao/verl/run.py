@@ -17,6 +17,7 @@ from typing import Any
 
 from bao.metrics import summarize
 from bao.paths import safe_component
+from bao.records import TAG_CHECKPOINT_URI
 from bao.verl.config import USER_GYMS, VerlConfig
 from bao.verl.launch import (
     DataPlan,
@@ -225,7 +226,7 @@ def train(config: VerlConfig, workspace: Path, resolved: dict[str, Any]) -> Trai
                 client.log_artifact(run_id, str(path), artifact_path="verl")
         checkpoint = last_checkpoint(folder.checkpoints)
         if checkpoint is not None:  # what `select --register` registers (analysis.registry)
-            client.set_tag(run_id, "bao.checkpoint_uri", str(checkpoint))
+            client.set_tag(run_id, TAG_CHECKPOINT_URI, str(checkpoint))
     log.info("verl run %s evaluated at step %d on %d episodes", run_id, step, len(trajectories))
     return TrainResult(
         run_id=run_id, metrics=metrics, step=step, seconds=seconds, folder=folder.root
