@@ -41,7 +41,7 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
-# The quickstart sweep: 24 simulator trainings over lambda, alpha and beta (about 6 minutes on
+# The quickstart sweep: 24 simulator trainings over lambda, alpha and beta (about 4 minutes on
 # 2 cores), then `front` prints its Pareto front with intervals and the Pass@U-k envelope.
 # Re-running it resumes the same sweep in ./bao-runs (a finished sweep returns at once).
 demo: install
