@@ -116,12 +116,13 @@ def test_select_registers_loadable_models_and_moves_nothing_on_rerun(
     import numpy as np
     import torch
 
+    from bao.sim.policy import N_FEATURES
     from bao.tracking import fluent_tracking
 
     with fluent_tracking(f"sqlite:///{swept / 'mlflow.db'}"):
         policy = mlflow.pytorch.load_model("models:/bao-pareto-tinyfront@budget-1")
     with torch.no_grad():
-        logits = policy(torch.zeros((2, 17)))
+        logits = policy(torch.zeros((2, N_FEATURES)))
     assert np.isfinite(logits.numpy()).all()
 
     capsys.readouterr()
