@@ -314,6 +314,12 @@ def _print_status(
         f"sweep {document['sweep']}: {document['complete']}/{document['n_trials']} complete, "
         f"{document['running']} running, {document['failed']} failed attempts"
     )
+    if "cost" in document:
+        from sweep.cost import summary_line
+
+        console.print(
+            f"cost of every attempt ({document['launcher']}): {summary_line(document['cost'])}"
+        )
     table = Table()
     for column in ("trial", "state", *[p.rsplit(".", 1)[-1] for p in config.search_space]):
         table.add_column(column, justify="right")

@@ -76,3 +76,15 @@ def trial_cost(user_attrs: Mapping[str, object]) -> dict[str, float] | None:
 def sweep_cost(trials: Iterable[Mapping[str, object]]) -> dict[str, float]:
     """The cost of every attempt of a sweep, from the trials' user attributes."""
     return total(cost for attrs in trials if (cost := trial_cost(attrs)) is not None)
+
+
+def summary_line(cost: Mapping[str, float]) -> str:
+    """A cost in one line for people: wall time, GPU-hours, CPU-seconds, and the simulated
+    user's calls and tokens where there are any."""
+    parts = [
+        f"{cost.get(COST_WALL_S, 0.0):.0f} s wall",
+        f"{cost.get(COST_GPU_HOURS, 0.0):.2f} GPU-h",
+        f"{cost.get(COST_CPU_SECONDS, 0.0):.0f} CPU-s",
+    ]
+    parts += [f"{cost[key]:.0f} {key}" for key in sorted(cost) if key not in COST_KEYS]
+    return ", ".join(parts)

@@ -72,7 +72,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, sig)
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=10)
             break
         except subprocess.TimeoutExpired:
             continue
