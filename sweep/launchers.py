@@ -261,7 +261,7 @@ class SlurmBatchJob(Launcher):
                 fix="run the sweep on a Slurm login node, or set launcher.kind: local",
             )
         try:
-            _slurm("scontrol", "ping")
+            _slurm("scontrol", "ping", patience=0.0)  # at start: one line now, not a wait
         except TrialError as error:
             raise LauncherUnavailableError(
                 f"launcher.kind is slurm but the Slurm controller does not answer ({error.detail})",
@@ -433,9 +433,9 @@ class SlurmBatchJob(Launcher):
         )
 
 
-def _slurm(*argv: str) -> str:
+def _slurm(*argv: str, patience: float = SCHEDULER_PATIENCE_S) -> str:
     """A Slurm command's output; a controller that does not answer is asked again for up to
-    :data:`SCHEDULER_PATIENCE_S`; a refusal raises :class:`TrialError` (``error``)."""
+    ``patience`` seconds; a refusal raises :class:`TrialError` (``error``)."""
     waited = 0.0
     while True:
         try:
@@ -454,7 +454,7 @@ def _slurm(*argv: str) -> str:
         lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
         detail = lines[-1][:300]
         transient = "Socket timed out" in detail or "Unable to contact" in detail
-        if not transient or waited >= SCHEDULER_PATIENCE_S:
+        if not transient or waited >= patience:
             raise TrialError("error", f"{' '.join(argv[:2])}: {detail}")
         log.warning("%s: %s; asking again", argv[0], detail)
         time.sleep(5.0)

@@ -522,3 +522,32 @@ def test_a_job_killed_mid_run_is_retried_and_the_sweep_completes(
     if kind == "slurm":
         assert cluster.completions()[job_id] == "CANCELLED"
         assert cluster.completions()[retry["job_ids"][0]] == "COMPLETED"
+
+
+@pytest.mark.parametrize(
+    ("launcher", "said"),
+    [
+        ({"kind": "slurm"}, "launcher.kind is slurm but"),
+        ({"kind": "ray", "address": "http://127.0.0.1:9"}, "launcher.kind is ray but"),
+        ({"kind": "ray"}, "neither launcher.address nor $RAY_ADDRESS is set"),
+    ],
+)
+def test_a_scheduler_that_does_not_answer_is_one_line_before_anything_is_written(
+    launcher: dict[str, Any], said: str, sim_sweep: WriteConfig, tmp_path: Path
+) -> None:
+    config = sim_sweep(launcher=launcher)
+    workspace = tmp_path / "never-made"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["SLURM_CONF"] = str(tmp_path / "no-slurm.conf")  # no controller to ask
+    done = subprocess.run(
+        [sys.executable, "-m", "sweep.cli", "sweep", str(config), "--workspace", str(workspace)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert said in line
+    assert not workspace.exists()
