@@ -156,6 +156,11 @@ def _front(
         return 0
     console = _console()
     _print_front(analysis, document, console)
+    if "front_cost" in document:
+        from sweep.cost import summary_line
+
+        console.print(f"cost of the front's trials: {summary_line(document['front_cost'])}")
+        console.print(f"cost of every attempt: {summary_line(document['cost'])}")
     if references is not None:
         _print_references(analysis, references, args.gym, console)
     return 0

@@ -31,6 +31,7 @@ import numpy as np
 
 from analysis.pareto import AnalysisError, ReferencePoint, reference_point
 from bao import records
+from sweep.cost import trial_cost
 
 if TYPE_CHECKING:
     import optuna
@@ -44,6 +45,9 @@ log = logging.getLogger(__name__)
 MAX_TRIALS: Final = 2000
 """Above this many trials the trajectories are not read (minutes of I/O) nor paired; intervals
 then use the per-trial model of :mod:`analysis.uncertainty`."""
+COST_COLUMN_PREFIX: Final = "cost."
+"""The trials frame's cost columns: ``cost.<key>`` for each of :data:`bao.records.COST_KEYS`
+(NaN for a trial without a recorded cost: sweep.cost)."""
 CACHE_FOLDER: Final = records.ANALYSIS_CACHE
 CACHE_VERSION: Final = 1
 """Bumped whenever the cached frames' layout changes, so old caches are ignored."""
@@ -199,6 +203,9 @@ def _trial_frame(loaded: LoadedSweep, frozen: Sequence[FrozenTrial]) -> pd.DataF
         row["violation"] = (
             float(sum(max(0.0, v) for v in violations)) if violations is not None else math.nan
         )
+        cost = trial_cost(trial.user_attrs) or {}
+        for key in records.COST_KEYS:
+            row[f"{COST_COLUMN_PREFIX}{key}"] = cost.get(key, math.nan)
         rows.append(row)
     columns = [
         "number", "state", "attempt", "retry_of", "failure_reason", "datetime_start",
@@ -206,6 +213,7 @@ def _trial_frame(loaded: LoadedSweep, frozen: Sequence[FrozenTrial]) -> pd.DataF
         *(f"params.{path}" for path in config.search_space),
         *(objective.metric for objective in config.objectives),
         "violation",
+        *(f"{COST_COLUMN_PREFIX}{key}" for key in records.COST_KEYS),
     ]  # fmt: skip
     frame = pd.DataFrame(rows, columns=columns)
     # Fixed dtypes, so that a sweep with no trial, or none finished yet, still joins and sorts.

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from analysis.frontier import envelope, pass_curves
 from analysis.jsonable import finite_or_none, json_value
+from analysis.loader import COST_COLUMN_PREFIX
 from analysis.pareto import (
     ReferencePoint,
     hypervolume,
@@ -29,6 +30,8 @@ from analysis.pareto import (
 )
 from analysis.selection import select_knee
 from analysis.uncertainty import DEFAULT_DRAWS, Draws, draw_metrics, p_nondominated
+from bao.records import COST_KEYS
+from sweep.cost import total
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -186,7 +189,7 @@ def front_document(analysis: FrontAnalysis) -> dict[str, Any]:
             values = [finite_or_none(record.get(m)) for m in data.metrics]
             entry["values"] = values
         trials.append(entry)
-    return {
+    document = {
         "sweep": data.name,
         "objectives": [
             {"metric": m, "direction": d}
@@ -212,3 +215,23 @@ def front_document(analysis: FrontAnalysis) -> dict[str, Any]:
         "n_draws": int(analysis.draws.samples.shape[0]),
         "trials": trials,
     }
+    costs = trial_costs(data.trials)
+    if costs:  # only sweeps that recorded costs: older documents read as they did
+        front = set(analysis.front_numbers)
+        document["front_cost"] = total(cost for n, cost in costs.items() if n in front)
+        document["cost"] = total(costs.values())
+        for entry in trials:
+            entry["cost"] = costs.get(entry["number"])
+    return document
+
+
+def trial_costs(trials: pd.DataFrame) -> dict[int, dict[str, float]]:
+    """Trial number -> its recorded cost (the ``cost.*`` columns of the trials frame), for the
+    trials that have one."""
+    columns = {key: f"{COST_COLUMN_PREFIX}{key}" for key in COST_KEYS}
+    costs: dict[int, dict[str, float]] = {}
+    for record in trials.to_dict("records"):
+        values = {key: record.get(column) for key, column in columns.items()}
+        if all(isinstance(v, float) and math.isfinite(v) for v in values.values()):
+            costs[int(record["number"])] = {key: float(v) for key, v in values.items()}
+    return costs

@@ -82,6 +82,12 @@ ATTR_STDERR: Final = "stderr"
 """Trial attribute: metric -> standard error of the mean over the seeds (0 for one seed)."""
 ATTR_VIOLATIONS: Final = "constraint_violations"
 """Trial attribute: each constraint's violation (<= 0 when satisfied)."""
+ATTR_COST: Final = "cost"
+"""Trial attribute: what the attempt's runs held and for how long, summed over its seeds
+(``COST_*`` keys; :mod:`sweep.cost`)."""
+ATTR_JOB_IDS: Final = "job_ids"
+"""Trial attribute: the scheduler's ids of the attempt's jobs (Slurm job ids, Ray
+submission ids), one per seed; absent for local runs."""
 
 SYSTEM_OWNER: Final = "bao:owner"
 """Trial system attribute: the process running it (host, pid, start ticks, token)."""
@@ -120,6 +126,20 @@ TAG_TRIAL_RUN: Final = "bao.trial_run_id"
 TAG_MODEL_RUN: Final = "bao.model_run_id"
 TAG_MANIFEST_PREFIX: Final = "bao.manifest."
 """Registered model versions: ``bao.manifest.<alias>`` -> the deployment manifest's URI."""
+
+# --------------------------------------------------------------------------- cost metrics
+
+COST_WALL_S: Final = "wall_s"
+"""Seconds the runs held their allocation (a Slurm job's elapsed time, not its queue wait)."""
+COST_GPU_HOURS: Final = "gpu_hours"
+"""GPUs allocated x hours held."""
+COST_CPU_SECONDS: Final = "cpu_seconds"
+"""CPUs allocated x seconds held."""
+COST_KEYS: Final = (COST_WALL_S, COST_GPU_HOURS, COST_CPU_SECONDS)
+"""The keys of :data:`ATTR_COST`; a trial run's MLflow metrics are ``cost/<key>``, the sweep
+run's ``sweep/cost/<key>`` (all attempts, failed ones included)."""
+TRIAL_COST_PREFIX: Final = "cost/"
+SWEEP_COST_PREFIX: Final = "sweep/cost/"
 
 # ------------------------------------------------------------------------------ artifacts
 

@@ -507,6 +507,48 @@ def hypervolume_history_figure(history: pd.DataFrame, reference: Sequence[float]
     )
 
 
+def cost_figure(trials: Mapping[str, pd.DataFrame]) -> go.Figure | None:
+    """What each sweep's attempts cost, complete ones and the rest (failed, interrupted,
+    killed) stacked: GPU-hours where any sweep held GPUs, else CPU-hours. ``trials`` maps a
+    sweep to its trials frame (``analysis.loader``'s ``cost.*`` columns); None when no trial
+    has a recorded cost."""
+    import plotly.graph_objects as go
+
+    from analysis.loader import COST_COLUMN_PREFIX
+    from bao.records import COST_CPU_SECONDS, COST_GPU_HOURS
+
+    gpu, cpu = f"{COST_COLUMN_PREFIX}{COST_GPU_HOURS}", f"{COST_COLUMN_PREFIX}{COST_CPU_SECONDS}"
+    costed = {name: frame[frame[gpu].notna()] for name, frame in trials.items()}
+    costed = {name: frame for name, frame in costed.items() if len(frame)}
+    if not costed:
+        return None
+    on_gpus = any(frame[gpu].sum() > 0 for frame in costed.values())
+    column, unit, scale = (gpu, "GPU-hours", 1.0) if on_gpus else (cpu, "CPU-hours", 1 / 3600)
+    names = list(costed)
+    figure = go.Figure()
+    for outcome, color, complete in (("complete", "#2ca02c", True), ("other", "#d62728", False)):
+        heights = []
+        for name in names:
+            frame = costed[name]
+            chosen = (frame["state"] == "COMPLETE") == complete
+            heights.append(float(frame.loc[chosen, column].sum()) * scale)
+        figure.add_trace(
+            go.Bar(
+                x=names,
+                y=heights,
+                name=f"{outcome} attempts",
+                marker_color=color,
+                hovertemplate=f"%{{x}}: %{{y:.3g}} {unit}<extra>{outcome}</extra>",
+            )
+        )
+    return _layout(
+        figure,
+        f"Cost of each sweep's attempts ({unit}: allocation x time)",
+        barmode="stack",
+        yaxis={"title": unit, "rangemode": "tozero"},
+    )
+
+
 # ---------------------------------------------------------------------------- parameters
 
 

@@ -80,6 +80,9 @@ class Backend(ABC):
     """Everything that differs by ``backend.kind``: checks, then launch and collect."""
 
     kind: ClassVar[str]
+    runs_ray_cluster: ClassVar[bool] = False
+    """Whether a run on several nodes needs a Ray cluster over them (verl): a Slurm launcher
+    then starts one inside the job's allocation (sweep/launchers.py)."""
 
     def __init__(self, loaded: LoadedSweep, train_config_path: Path, workspace: Path) -> None:
         self.loaded = loaded
@@ -99,6 +102,12 @@ class Backend(ABC):
     def preflight(cls, loaded: LoadedSweep) -> None:
         """What must hold on this machine before any trial starts (default: nothing)."""
         return
+
+    @classmethod
+    def nodes_and_gpus(cls, train_config: dict[str, Any]) -> tuple[int, int] | None:
+        """The nodes and GPUs per node a run of ``train_config`` asks for, where the training
+        config says (a launcher's allocation must match them); None: it does not say."""
+        return None
 
     @classmethod
     def dry_run(
@@ -198,12 +207,20 @@ class VerlTrainBackend(TrainBackend):
     """BAO GRPO on GPUs with verl (docs/verl.md)."""
 
     kind = "verl"
+    runs_ray_cluster = True
 
     @classmethod
     def train_model(cls) -> type[VerlConfig]:
         from bao.verl.config import VerlConfig
 
         return VerlConfig
+
+    @classmethod
+    def nodes_and_gpus(cls, train_config: dict[str, Any]) -> tuple[int, int] | None:
+        from bao.verl.config import VerlConfig
+
+        schedule = VerlConfig.model_validate(train_config).schedule
+        return schedule.nnodes, schedule.n_gpus_per_node
 
     @classmethod
     def preflight(cls, loaded: LoadedSweep) -> None:

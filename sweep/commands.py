@@ -94,9 +94,11 @@ def _sweep(args: argparse.Namespace, *, leader: bool) -> int:
     loaded = load_sweep_config(args.config, args.overrides)
     if args.dry_run:
         return _dry_run(loaded, args)
-    from sweep.backends import preflight
+    from sweep.launchers import preflight
 
-    preflight(loaded)  # e.g. verl without GPUs: one line now, not trials stuck waiting
+    # e.g. verl without GPUs, or a Slurm controller that does not answer: one line now, not
+    # trials stuck waiting
+    preflight(loaded)
     from bao.tracking import workspace_path
     from sweep.session import check_free_space
 
@@ -154,8 +156,16 @@ def _dry_run(loaded: LoadedSweep, args: argparse.Namespace) -> int:
 
     checked = dry_run_commands(loaded, args.workspace)
     config = loaded.config
+    job = None
+    if config.launcher.kind != "local":
+        from sweep.launchers import describe_first_run
+
+        job = describe_first_run(loaded, args.workspace, checked[0]["params"] if checked else {})
     if args.json:
-        print(json.dumps({"sweep": config.name, "valid": True, "commands": checked}))
+        document = {"sweep": config.name, "valid": True, "commands": checked}
+        if job is not None:
+            document["job"] = job
+        print(json.dumps(document))
         return 0
     print(
         f"sweep {config.name!r}: {config.backend.kind} backend, {len(config.search_space)} "
@@ -164,6 +174,11 @@ def _dry_run(loaded: LoadedSweep, args: argparse.Namespace) -> int:
     )
     for item in checked:
         print(f"  {item['params']}: {item['check']}")
+    if job is not None:
+        print(
+            f"{config.launcher.kind} job of trial 0, seed {config.seed}, at {checked[0]['params']}:"
+        )
+        print(job, end="" if job.endswith("\n") else "\n")
     return 0
 
 
@@ -299,6 +314,12 @@ def _print_status(
         f"sweep {document['sweep']}: {document['complete']}/{document['n_trials']} complete, "
         f"{document['running']} running, {document['failed']} failed attempts"
     )
+    if "cost" in document:
+        from sweep.cost import summary_line
+
+        console.print(
+            f"cost of every attempt ({document['launcher']}): {summary_line(document['cost'])}"
+        )
     table = Table()
     for column in ("trial", "state", *[p.rsplit(".", 1)[-1] for p in config.search_space]):
         table.add_column(column, justify="right")

@@ -177,6 +177,79 @@ class VerlBackend(StrictModel):
 BackendConfig = Annotated[SimBackend | VerlBackend | CommandBackend, Field(discriminator="kind")]
 
 
+# -------------------------------------------------------------------------------- launchers
+
+
+class LocalLauncher(StrictModel):
+    """Each run a subprocess of the sweep's process, on this machine (the default)."""
+
+    kind: Literal["local"]
+    gpus_per_node: int = Field(0, ge=0)
+    """GPUs a run holds here; only counted in its cost (GPU-hours)."""
+    cpus_per_node: int = Field(1, ge=1)
+    """CPUs a run holds here; only counted in its cost (CPU-seconds)."""
+
+    @property
+    def nodes(self) -> int:
+        return 1
+
+
+class SlurmLauncher(StrictModel):
+    """Each run one Slurm batch job (``sbatch``), tracked with ``scontrol``/``sacct`` and
+    cancelled with ``scancel`` (docs/clusters.md)."""
+
+    kind: Literal["slurm"]
+    nodes: int = Field(1, ge=1, le=4096)
+    """``--nodes``; a verl trial on several starts its Ray cluster inside the allocation."""
+    gpus_per_node: int = Field(0, ge=0, le=64)
+    """``--gpus-per-node`` (0: none asked for)."""
+    cpus_per_node: int = Field(1, ge=1)
+    """``--cpus-per-task`` of the one task per node."""
+    memory: str | None = Field(None, pattern=r"^[0-9]+[KMGT]?$")
+    """``--mem`` per node, e.g. ``64G``; ``None``: the partition's default."""
+    time_limit_minutes: int | None = Field(None, ge=1)
+    """``--time``; ``None``: ``trial_timeout`` rounded up to minutes, so Slurm ends a run the
+    sweep would stop anyway."""
+    partition: str | None = None
+    account: str | None = None
+    sbatch: list[str] = Field(default_factory=list)
+    """Further ``#SBATCH`` options, e.g. ``["--qos=high", "--constraint=h100"]``."""
+    poll_interval: float = Field(2.0, gt=0, le=300)
+    """Seconds between two looks at a job's state."""
+
+    @field_validator("sbatch")
+    @classmethod
+    def _options(cls, lines: list[str]) -> list[str]:
+        for line in lines:
+            if not line.startswith("-") or "\n" in line:
+                raise ValueError(f"sbatch option {line!r} must be one option like --qos=high")
+        return lines
+
+
+class RayLauncher(StrictModel):
+    """Each run one Ray job on an existing cluster, through Ray's Jobs API
+    (``JobSubmissionClient``; docs/clusters.md)."""
+
+    kind: Literal["ray"]
+    address: str | None = None
+    """The cluster's dashboard, e.g. ``http://head:8265``; ``None``: ``$RAY_ADDRESS``."""
+    nodes: int = Field(1, ge=1, le=4096)
+    """Nodes a run uses on the cluster; counted in its cost."""
+    gpus_per_node: int = Field(0, ge=0, le=64)
+    """GPUs per node a run uses on the cluster; counted in its cost."""
+    cpus_per_node: int = Field(1, ge=1)
+    """CPUs per node a run uses on the cluster; counted in its cost."""
+    entrypoint_num_cpus: float = Field(1.0, ge=0)
+    """CPUs reserved for the run's entrypoint (its driver process)."""
+    entrypoint_num_gpus: float = Field(0.0, ge=0)
+    """GPUs reserved for the entrypoint (0 for verl: its workers take the GPUs)."""
+    poll_interval: float = Field(2.0, gt=0, le=300)
+    """Seconds between two looks at a job's status."""
+
+
+LauncherConfig = Annotated[LocalLauncher | SlurmLauncher | RayLauncher, Field(discriminator="kind")]
+
+
 # ------------------------------------------------------------------------------------ sweep
 
 
@@ -189,6 +262,8 @@ class SweepConfig(StrictModel):
     """Training seeds are ``seed, seed + 1, ...`` (the same for every trial, so that
     parameter sets are compared on common random numbers); also the driver's default seed."""
     backend: BackendConfig = SimBackend(kind="sim")
+    launcher: LauncherConfig = LocalLauncher(kind="local")
+    """Where each run goes: a local subprocess, a Slurm job or a Ray job (docs/clusters.md)."""
     train: dict[str, Any] = Field(default_factory=dict)
     """Overrides applied to the backend's training config for every trial (nested keys)."""
     search_space: dict[str, ParamSpec] = Field(
@@ -270,9 +345,11 @@ class SweepConfig(StrictModel):
         """A hash of what defines the study's trials; runtime knobs (n_trials, jobs,
         timeouts, retries) are left out, so changing them resumes the same sweep."""
         data = self.model_dump(mode="json")
+        # Where trials run is not what they are: a sweep moves to a cluster and resumes.
         runtime = ("jobs", "trial_timeout", "max_retries", "max_failures", "tracking_uri")
+        placement = ("launcher",)
         recovery = ("heartbeat_interval", "lease", "tracking_patience", "min_free_disk_mb")
-        for key in (*runtime, *recovery):
+        for key in (*runtime, *placement, *recovery):
             data.pop(key)
         data["driver"].pop("n_trials")
         for objective in data["objectives"]:

@@ -61,13 +61,17 @@ def check_against_backend(config: SweepConfig, source: Path) -> LoadedSweep:
                 f"{size} points",
                 fix="lower driver.n_trials or raise driver.grid_points",
             )
-    return LoadedSweep(
+    loaded = LoadedSweep(
         config=config,
         source=str(source.resolve()),
         base_dir=str(base_dir),
         train_config=train_config,
         metric_names=names,
     )
+    from sweep.launchers import check_allocation
+
+    check_allocation(loaded)
+    return loaded
 
 
 def _suggest(metric: str, names: Sequence[str]) -> str:

@@ -6,7 +6,9 @@ runs up to ``jobs`` trials at once, each trial in its own thread that waits on o
 subprocess per training seed.
 
 The runner orchestrates; each job is a module of its own: :mod:`sweep.lease` (owners,
-heartbeats, stale trials), :mod:`sweep.execution` (the subprocess), :mod:`sweep.stopping`
+heartbeats, stale trials), :mod:`sweep.launchers` (where a run goes: a local subprocess,
+:mod:`sweep.execution`, a Slurm job or a Ray job), :mod:`sweep.cost` (what it held for how
+long), :mod:`sweep.stopping`
 (when to stop, seed aggregation: pure functions), :mod:`sweep.records` (what is written
 where), :mod:`sweep.tracking` (MLflow through outages).
 
@@ -21,7 +23,6 @@ trial whose owner died is failed as ``stale`` and retried by whichever process s
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -31,11 +32,12 @@ from typing import TYPE_CHECKING, Any
 
 from bao import records
 from bao.errors import first_line
-from sweep import execution, stopping
+from sweep import cost, execution, stopping
 from sweep.backends import RunRequest, TrialError
 from sweep.config import LoadedSweep
 from sweep.drivers import OptunaDriver, pop_waiting
 from sweep.front import pareto_front_trials
+from sweep.launchers import JobRecord, job_request, make_launcher
 from sweep.lease import Heartbeat, this_process
 from sweep.progress import SweepProgress, SweepResult
 from sweep.session import SweepAbortedError, SweepSession, WorkspaceFullError, check_free_space
@@ -82,6 +84,10 @@ class SweepRunner(SweepSession):
         self._started = time.monotonic()
         self._last_event = ""
         self.heartbeat: Heartbeat
+        self.launcher = make_launcher(loaded)
+        # trial number -> what its runs cost, and the scheduler's ids of its jobs
+        self._costs: dict[int, list[dict[str, float]]] = {}
+        self._job_ids: dict[int, list[str]] = {}
 
     def stop(self) -> None:
         """Asks the loop to stop: running trials are terminated, failed as interrupted and
@@ -103,6 +109,7 @@ class SweepRunner(SweepSession):
         finally:
             self.heartbeat.close()
             counts = self.study.counts()
+            self._record_sweep_cost()
             self.finish(
                 counts,
                 self._front(),
@@ -226,7 +233,10 @@ class SweepRunner(SweepSession):
             run_id = self._trial_run(trial, attrs)
             trial.set_user_attr(records.ATTR_RUN_ID, run_id)
             self._emit(f"trial {number} started")
-            values, extra = self._train_seeds(trial, run_id, started)
+            try:
+                values, extra = self._train_seeds(trial, run_id, started)
+            finally:
+                self._record_cost(trial, run_id)
             for key, value in extra.items():
                 trial.set_user_attr(key, value)
             for constraint, violation in zip(
@@ -293,26 +303,57 @@ class SweepRunner(SweepSession):
         return values, extra
 
     def _run_backend(self, request: RunRequest, deadline: float) -> dict[str, float]:
-        launch = self.backend.launch(request)
-        env = {
-            **os.environ,
-            **launch.env,
-            "MLFLOW_TRACKING_URI": self.tracking_uri,
-            "MLFLOW_RUN_ID": request.run_id,
-            "BAO_PARETO_HOME": str(self.workspace),
-            "PYTHONUNBUFFERED": "1",
-        }
-        log.info("trial %d seed %d: %s", request.trial_number, request.seed, launch.argv)
-        execution.run_process(
-            launch,
-            env,
-            request.workdir,
+        log.info("trial %d seed %d: %s", request.trial_number, request.seed, request.params)
+        self.launcher.run(
+            job_request(
+                self.backend,
+                request,
+                sweep=self.config.name,
+                tracking_uri=self.tracking_uri,
+                workspace=self.workspace,
+            ),
             deadline=deadline,
-            timeout=self.config.trial_timeout,
             stop=self.stop_event,
-            after=lambda log_path: self._attach_log(request.run_id, log_path),
+            after=lambda ended: self._ended(request, ended),
         )
-        return self.backend.collect(request, self.tracker)
+        metrics = self.backend.collect(request, self.tracker)
+        self._costs.setdefault(request.trial_number, []).append(cost.user_cost(metrics))
+        return metrics
+
+    def _ended(self, request: RunRequest, ended: JobRecord) -> None:
+        """A run's end, however it ended: its cost and job id kept, its log attached."""
+        number = request.trial_number
+        self._costs.setdefault(number, []).append(ended.usage.as_cost())
+        if ended.job_id is not None:
+            self._job_ids.setdefault(number, []).append(ended.job_id)
+        self._attach_log(request.run_id, ended.log)
+
+    def _record_cost(self, trial: optuna.Trial, run_id: str) -> None:
+        """The attempt's cost (all its seeds, whether they succeeded) on the trial and its
+        MLflow run; logged, never raised."""
+        costs = self._costs.pop(trial.number, [])
+        job_ids = self._job_ids.pop(trial.number, [])
+        if not costs:
+            return
+        summed = cost.total(costs)
+        try:
+            trial.set_user_attr(records.ATTR_COST, summed)
+            if job_ids:
+                trial.set_user_attr(records.ATTR_JOB_IDS, job_ids)
+            if run_id:
+                prefixed = {f"{records.TRIAL_COST_PREFIX}{k}": v for k, v in summed.items()}
+                self.tracker.log_metrics(run_id, prefixed)
+        except Exception as error:
+            log.warning("trial %d: cost not recorded: %s", trial.number, first_line(error))
+
+    def _record_sweep_cost(self) -> None:
+        """Every attempt's cost so far, whichever process ran it, on the sweep's run."""
+        try:
+            summed = cost.sweep_cost(t.user_attrs for t in self.study.trials())
+            prefixed = {f"{records.SWEEP_COST_PREFIX}{k}": v for k, v in summed.items()}
+            self.tracker.log_metrics(self.parent_run_id, prefixed)
+        except Exception as error:
+            log.warning("the sweep's cost was not recorded: %s", first_line(error))
 
     def _attach_log(self, run_id: str, log_path: Path) -> None:
         try:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bao.records import ATTR_RETRY_OF, ATTR_RUN_ID, STUDY_N_TRIALS
+from bao.records import ATTR_JOB_IDS, ATTR_RETRY_OF, ATTR_RUN_ID, STUDY_N_TRIALS
 from sweep.config import LoadedSweep
+from sweep.cost import sweep_cost, trial_cost
 from sweep.lease import stale_reason
 from sweep.storage import SweepStudy
 
@@ -17,15 +18,19 @@ def _number(value: float) -> float | None:
 
 def status_document(loaded: LoadedSweep, study: SweepStudy) -> dict[str, Any]:
     """The sweep's trials as JSON. A RUNNING trial whose process died is marked ``stale``
-    with the reason (it stays RUNNING in the storage until a sweep or worker retries it)."""
+    with the reason (it stays RUNNING in the storage until a sweep or worker retries it).
+    ``cost`` is what every attempt held for how long (:mod:`sweep.cost`), for the sweep and
+    per trial, and ``job_ids`` the scheduler's jobs of a trial run on a cluster: both only
+    where recorded (a workspace written before costs were reads as it did, docs/sweeps.md)."""
     import time
 
     trials = study.trials()
     counts = study.counts()
     now = time.time()
     lease = loaded.config.lease
+    costs = {trial.number: trial_cost(trial.user_attrs) for trial in trials}
     n_trials = int(study.study.user_attrs.get(STUDY_N_TRIALS, loaded.config.driver.n_trials))
-    return {
+    document: dict[str, Any] = {
         "sweep": loaded.config.name,
         "n_trials": n_trials,
         "complete": counts["COMPLETE"],
@@ -44,3 +49,10 @@ def status_document(loaded: LoadedSweep, study: SweepStudy) -> dict[str, Any]:
             for trial in trials
         ],
     }
+    if any(cost is not None for cost in costs.values()):
+        document["launcher"] = loaded.config.launcher.kind
+        document["cost"] = sweep_cost(trial.user_attrs for trial in trials)
+        for entry, trial in zip(document["trials"], trials, strict=True):
+            entry["cost"] = costs[trial.number]
+            entry["job_ids"] = trial.user_attrs.get(ATTR_JOB_IDS)
+    return document

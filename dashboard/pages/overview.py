@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data as records
-from dashboard import state
+from dashboard import figures, state
 
 REFRESH_SECONDS = 5
 
@@ -83,6 +83,10 @@ def sweeps_table() -> None:
         f"{len(rows)} sweeps; hypervolume at each sweep's reference point "
         "(thresholds from its config, else the metrics' natural bounds)."
     )
+    readable = [row.sweep for row in rows if row.error is None]
+    cost = figures.cost_figure({name: state.sweep_data(name).trials for name in readable})
+    if cost is not None:  # docs/clusters.md, "Cost"
+        st.plotly_chart(cost, key="cost_chart")
 
 
 sweeps_table()

@@ -159,3 +159,29 @@ def test_front_sets_published_results_beside_the_envelope(
     capsys.readouterr()
     assert main(argv) == 0
     assert "Published results on function_gym" in capsys.readouterr().out
+
+
+def test_front_and_status_show_what_the_trials_cost(
+    swept: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    front = run_json(capsys, "front", "tinyfront", "--workspace", str(swept), "--json")
+    status = run_json(capsys, "status", "tinyfront", "--workspace", str(swept), "--json")
+    costs = {t["number"]: t["cost"] for t in status["trials"]}
+    assert status["launcher"] == "local"
+    # A local run holds one CPU (launcher.cpus_per_node) and no GPU for its wall time.
+    for cost in costs.values():
+        assert cost["wall_s"] > 0
+        assert cost["cpu_seconds"] == pytest.approx(cost["wall_s"])
+        assert cost["gpu_hours"] == 0
+    assert {t["number"]: t["cost"] for t in front["trials"]} == costs
+    on_front = front["front"]
+    assert on_front
+    expected = sum(costs[n]["wall_s"] for n in on_front)
+    assert front["front_cost"]["wall_s"] == pytest.approx(expected)
+    assert front["cost"] == status["cost"]
+    assert status["cost"]["wall_s"] == pytest.approx(sum(c["wall_s"] for c in costs.values()))
+    capsys.readouterr()
+    assert main(["front", "tinyfront", "--workspace", str(swept)]) == 0
+    assert f"cost of the front's trials: {expected:.0f} s wall" in capsys.readouterr().out
+    assert main(["status", "tinyfront", "--workspace", str(swept)]) == 0
+    assert "cost of every attempt (local):" in capsys.readouterr().out

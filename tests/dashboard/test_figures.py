@@ -228,3 +228,32 @@ def test_highlighted_trials_beyond_a_dozen_share_one_trace() -> None:
     assert "trial 15" in labelled
     assert "trial 0" not in labelled
     assert "more highlighted trials (4)" in names
+
+
+def _costed(states: list[str], gpu_hours: list[float], cpu_seconds: list[float]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "number": range(len(states)),
+            "state": states,
+            "cost.wall_s": [1.0] * len(states),
+            "cost.gpu_hours": gpu_hours,
+            "cost.cpu_seconds": cpu_seconds,
+        }
+    )
+
+
+def test_the_cost_figure_stacks_complete_and_other_attempts_per_sweep() -> None:
+    on_gpus = _costed(["COMPLETE", "FAIL", "COMPLETE"], [2.0, 0.5, 3.0], [10.0, 10.0, 10.0])
+    on_cpus = _costed(["COMPLETE", "FAIL"], [0.0, 0.0], [7200.0, 3600.0])
+    old = _costed(["COMPLETE"], [math.nan], [math.nan])  # written before costs were recorded
+    figure = figures.cost_figure({"a": on_gpus, "b": on_cpus, "old": old})
+    assert figure is not None
+    complete, other = figure.data
+    assert list(complete.x) == ["a", "b"]  # the sweep without costs is left out
+    assert list(complete.y) == [5.0, 0.0]  # GPU-hours: one sweep held GPUs
+    assert list(other.y) == [0.5, 0.0]
+    cpu_only = figures.cost_figure({"b": on_cpus})
+    assert cpu_only is not None
+    assert [list(trace.y) for trace in cpu_only.data] == [[2.0], [1.0]]  # CPU-hours
+    assert "CPU-hours" in cpu_only.layout.yaxis.title.text
+    assert figures.cost_figure({"old": old}) is None

@@ -97,6 +97,10 @@ def test_every_page_renders_a_real_sim_workspace(
     assert set(overview["sweep"]) == {"tiny-a", "tiny-b"}
     assert set(overview["state"]) == {"finished"}
     assert overview["hypervolume"].notna().all()
+    # The sweeps ran locally, so their attempts are costed (CPU-hours, docs/clusters.md).
+    (cost,) = charts(app)
+    assert set(cost["data"][0]["x"]) == {"tiny-a", "tiny-b"}  # complete attempts, per sweep
+    assert "CPU-hours" in cost["layout"]["title"]["text"]
 
     expected = {"frontier": 1, "objectives": 2, "parameters": 3, "trial": 2, "deploy": 1}
     for page, count in expected.items():
