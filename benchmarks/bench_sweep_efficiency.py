@@ -1,13 +1,15 @@
 """Sweep efficiency on the simulator: how close each driver gets to the reference front.
 
     .venv/bin/python benchmarks/bench_sweep_efficiency.py [--quick] [--jobs 2]
+        [--drivers tpe botorch ...] [--seeds 5] [--trials 40] [--iterations 40] [--dense 200]
 
 The problem is the quickstart sweep (configs/quickstart.yaml): BAO's lambda, alpha and beta
 over their default ranges, objectives ``eval/score`` (maximised) and
-``eval/user_involvement_rate`` (minimised), hypervolume reference point at the objectives'
-thresholds (score 0, involvement 1). Each trial is one simulator training run, in process
-(the trainer itself; no MLflow, whose cost bench_overhead.py measures), shortened to
-``--iterations`` GRPO iterations so that the ~1,100 runs fit in half an hour on two cores.
+``eval/user_involvement_rate`` (minimised), the hypervolume's reference point at the
+objectives' thresholds (what a deployment would accept: the config says why), and its
+collapse constraint (``eval/no_answer_rate <= 0.9``). Each trial is one simulator training
+run, in process (the trainer itself; no MLflow, whose cost bench_overhead.py measures),
+shortened to ``--iterations`` GRPO iterations.
 
 Every run trains with the same seed (``TRAINING_SEED``): the simulator is deterministic, so
 the objectives are a fixed function of the parameters, and every driver is scored on that
@@ -18,16 +20,18 @@ same function. What varies between a driver's repetitions is its own seed (its p
    every run made with the training seed (the dense design and all drivers' trials).
    The second seed measures how much of the front is training luck: the reference front's
    configurations re-trained with another seed, as a fraction of that seed's own front.
-2. Drivers, each run to the largest budget with ``--repeats`` driver seeds; the hypervolume
-   after 10, 20 and 40 trials is that of the first 10, 20 and 40 trials (what a sweep with
-   that budget would have, as every driver here proposes one trial at a time):
-   Optuna TPE (the project's default: multivariate, 8 random start-up trials), Optuna
-   NSGA-II and GP, pymoo NSGA-II (population 8), random search, all through the project's
-   own drivers (sweep.drivers) on an in-memory Optuna study; and the paper's way, a
-   lambda-only grid of as many evenly spaced lambdas as the budget (alpha and beta at
-   configs/sim.yaml's 0.1 and 0.02), which has no seed.
-3. Reported: hypervolume as a fraction of the reference front's, mean and 95% t-interval
-   over driver seeds, and the trials each run needed to reach 0.9 of it.
+2. Drivers (``DRIVERS``; ``--drivers`` picks some), each run to ``--trials`` with
+   ``--seeds`` driver seeds, one trial at a time through the project's own drivers
+   (sweep.drivers) on an in-memory Optuna study, constraints recorded as the runner records
+   them; the figures at 10, 20 and 40 trials are those of a run's first 10, 20 and 40
+   trials. The lambda-only grid (the paper's way: as many evenly spaced lambdas as the
+   budget, alpha and beta at configs/sim.yaml's 0.1 and 0.02) has no seed.
+3. Reported, mean and 95% t-interval over driver seeds: hypervolume as a fraction of the
+   reference front's; per-budget regret (for k = 1, 2, 3, 5, the best Pass@U-k of any run
+   with the training seed minus the best the driver has found, averaged over k); and the
+   trials each run needed to reach 0.9 and 0.95 of the reference hypervolume. Also the share
+   of the reference hypervolume the best single agent holds (the reference point is only
+   discriminating when it is well below 1).
 
 Results: results/bench_sweep_efficiency.json (every run's parameters and metrics included).
 """
@@ -40,7 +44,7 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,30 +59,53 @@ from common import machine_line, print_table, write_results  # noqa: E402
 SWEEP_CONFIG = HERE.parent / "configs" / "quickstart.yaml"
 TRAINING_SEED = 0
 NOISE_SEED = 1
-THRESHOLD = 0.9
-DRIVERS: dict[str, tuple[str, str]] = {
-    "Optuna TPE (default)": ("optuna", "tpe"),
-    "Optuna NSGA-II": ("optuna", "nsga2"),
-    "Optuna GP": ("optuna", "gp"),
-    "pymoo NSGA-II": ("pymoo", "nsga2"),
-    "random search": ("optuna", "random"),
+TARGETS = (0.9, 0.95)
+"""Fractions of the reference hypervolume whose trials-to-reach are reported."""
+REGRET_KS = (1, 2, 3, 5)
+"""Pass@U-k budgets of the regret column."""
+STANDARD_BUDGETS = (10, 20, 40)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    label: str
+    library: str
+    algorithm: str
+    constrained: bool = True
+    """Told the sweep config's constraints (False: run with ``constraints: []``)."""
+
+
+DRIVERS: dict[str, Candidate] = {
+    "tpe": Candidate("Optuna TPE", "optuna", "tpe"),
+    "optuna-nsga2": Candidate("Optuna NSGA-II", "optuna", "nsga2"),
+    "gp": Candidate("Optuna GP, constraint not told", "optuna", "gp", constrained=False),
+    "gp-constrained": Candidate("Optuna GP, collapse constraint", "optuna", "gp"),
+    "botorch": Candidate("BoTorch qLogNEHVI", "optuna", "botorch"),
+    "pymoo-nsga2": Candidate("pymoo NSGA-II", "pymoo", "nsga2"),
+    "random": Candidate("random search", "optuna", "random"),
 }
-GRID = "lambda-only grid"
+GRID = "lambda-grid"
+GRID_LABEL = "lambda-only grid"
 LAMBDA = "shaping.user_lambda"
-TIGHT_INVOLVEMENT = 0.2
 
 
 @dataclass(frozen=True)
 class Settings:
     iterations: int
     budgets: tuple[int, ...]
-    repeats: int
+    seeds: int
     dense: int
     noise_subset: int | None  # None: every dense configuration gets the second seed too
+    drivers: tuple[str, ...] = field(default=(*DRIVERS, GRID))
 
 
-FULL = Settings(iterations=40, budgets=(10, 20, 40), repeats=3, dense=200, noise_subset=None)
-QUICK = Settings(iterations=40, budgets=(10,), repeats=1, dense=24, noise_subset=8)
+FULL = Settings(iterations=40, budgets=STANDARD_BUDGETS, seeds=5, dense=200, noise_subset=None)
+QUICK = Settings(iterations=40, budgets=(10,), seeds=1, dense=24, noise_subset=8)
+
+
+def budgets_up_to(trials: int) -> tuple[int, ...]:
+    """The standard budgets below ``trials``, then ``trials`` itself."""
+    return (*(b for b in STANDARD_BUDGETS if b < trials), trials)
 
 
 # ------------------------------------------------------------------------- one training
@@ -111,30 +138,37 @@ def train_once(params: dict[str, Any], seed: int, iterations: int) -> dict[str, 
     return {**metrics, "seconds": time.perf_counter() - started}
 
 
+KEPT_METRICS = (
+    "eval/score",
+    "eval/user_involvement_rate",
+    "eval/no_answer_rate",
+    *(f"eval/pass_at_u_{k}" for k in REGRET_KS),
+)
+
+
 def _record(params: dict[str, Any], metrics: dict[str, float]) -> dict[str, Any]:
-    keep = ("eval/score", "eval/user_involvement_rate", "eval/pass_at_u_1", "eval/no_answer_rate")
-    return {"params": params, **{key: metrics[key] for key in keep}, "seconds": metrics["seconds"]}
+    kept = {key: metrics[key] for key in KEPT_METRICS}
+    return {"params": params, **kept, "seconds": metrics["seconds"]}
 
 
-def run_driver(
-    library: str, algorithm: str, driver_seed: int, budget: int, iterations: int
-) -> list[dict[str, Any]]:
+def run_driver(name: str, driver_seed: int, budget: int, iterations: int) -> list[dict[str, Any]]:
     """A sweep of ``budget`` trials proposed by the project's driver, one at a time."""
     import optuna
 
-    from sweep.drivers import make_driver
+    from sweep.drivers import make_driver, record_constraints
     from sweep.storage import SweepStudy
 
+    candidate = DRIVERS[name]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    loaded = _loaded(
-        [
-            f"driver.library={library}",
-            f"driver.algorithm={algorithm}",
-            f"driver.n_trials={budget}",
-            f"driver.seed={driver_seed}",
-        ]
-    )
-    config = loaded.config
+    overrides = [
+        f"driver.library={candidate.library}",
+        f"driver.algorithm={candidate.algorithm}",
+        f"driver.n_trials={budget}",
+        f"driver.seed={driver_seed}",
+    ]
+    if not candidate.constrained:
+        overrides.append("constraints=[]")
+    config = _loaded(overrides).config
     driver = make_driver(config)
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(
@@ -148,11 +182,10 @@ def run_driver(
     while len(records) < budget:
         trial = driver.propose(sweep_study, budget - len(records), leader=True)
         if trial is None:
-            raise RuntimeError(
-                f"{library} {algorithm} proposed nothing after {len(records)} trials"
-            )
+            raise RuntimeError(f"{name} proposed nothing after {len(records)} trials")
         params = dict(trial.params)
         metrics = train_once(params, TRAINING_SEED, iterations)
+        record_constraints(trial, config, metrics)
         study.tell(trial, [metrics[objective.metric] for objective in config.objectives])
         records.append(_record(params, metrics))
     return records
@@ -195,18 +228,13 @@ def _objectives() -> tuple[list[str], list[str], list[float]]:
     return metrics, directions, reference
 
 
-def reference_points() -> dict[str, list[float]]:
-    """The quickstart's thresholds (score 0, involvement 1), and a tighter involvement
-    bound: every agent that answers at all asks the user on under 15% of its turns here, so
-    at involvement 1 the burden differences between agents weigh little against the box."""
-    _, _, thresholds = _objectives()
-    return {
-        f"score {thresholds[0]:g}, involvement {TIGHT_INVOLVEMENT:g}": [
-            thresholds[0],
-            TIGHT_INVOLVEMENT,
-        ],
-        f"score {thresholds[0]:g}, involvement {thresholds[1]:g} (quickstart)": thresholds,
-    }
+def default_driver() -> str | None:
+    """The id in ``DRIVERS`` of the quickstart's own driver (None if it is not one)."""
+    driver = _loaded().config.driver
+    for name, candidate in DRIVERS.items():
+        if (candidate.library, candidate.algorithm) == (driver.library, driver.algorithm):
+            return name
+    return None
 
 
 def hypervolume_of(records: Sequence[dict[str, Any]], reference: list[float]) -> float:
@@ -232,15 +260,20 @@ def front_of(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(unique.values(), key=lambda record: record[metrics[1]])
 
 
-def interval(values: Sequence[float]) -> tuple[float, float | None, float | None]:
-    """Mean and 95% t-interval (None with a single value)."""
+def interval(
+    values: Sequence[float], bounds: tuple[float, float] | None = (0.0, 1.0)
+) -> tuple[float, float | None, float | None]:
+    """Mean and 95% t-interval (None with a single value), clipped to ``bounds``."""
     from scipy import stats
 
     mean = float(np.mean(values))
     if len(values) < 2:
         return mean, None, None
     half = float(stats.t.ppf(0.975, len(values) - 1) * stats.sem(values))
-    return mean, max(0.0, mean - half), min(1.0, mean + half)
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(bounds[0], low), min(bounds[1], high)
+    return mean, low, high
 
 
 def trials_to_reach(
@@ -255,18 +288,43 @@ def trials_to_reach(
     return int(reached[0]) + 1 if len(reached) else None
 
 
-# ------------------------------------------------------------------------------- main
+def best_pass_at_u(records: Sequence[dict[str, Any]]) -> dict[int, float]:
+    """The best Pass@U-k of ``records`` for each k of the regret column."""
+    return {k: max((r[f"eval/pass_at_u_{k}"] for r in records), default=0.0) for k in REGRET_KS}
+
+
+def regret(records: Sequence[dict[str, Any]], best: dict[int, float]) -> float:
+    """Per-budget regret: the best Pass@U-k minus the best ``records`` found, mean over k."""
+    found = best_pass_at_u(records)
+    return float(np.mean([best[k] - found[k] for k in REGRET_KS]))
+
+
+def reach_summary(counts: Sequence[int | None], budget: int) -> dict[str, Any]:
+    """Mean and interval of trials-to-target; a run that never got there counts as
+    ``budget + 1`` (a lower bound on what it needs), and ``reached`` says how many did."""
+    filled = [float(count if count is not None else budget + 1) for count in counts]
+    mean, low, high = interval(filled, bounds=(1.0, float(budget + 1)))
+    reached = sum(count is not None for count in counts)
+    return {"mean": mean, "low": low, "high": high, "reached": reached, "runs": list(counts)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="one repeat, budget 10, 24 dense points"
+        "--quick", action="store_true", help="one driver seed, 10 trials, 24 dense points"
     )
     parser.add_argument("--jobs", type=int, default=2, help="training runs at once (one core each)")
     parser.add_argument("--iterations", type=int, help="GRPO iterations per run (default 40)")
-    parser.add_argument("--budgets", type=int, nargs="+", help="trial budgets (default 10 20 40)")
-    parser.add_argument("--repeats", type=int, help="driver seeds (default 3)")
+    parser.add_argument(
+        "--trials", type=int, help="trials per driver run (default 40; also reported at 10, 20)"
+    )
+    parser.add_argument("--seeds", type=int, help="driver seeds (default 5)")
+    parser.add_argument(
+        "--drivers",
+        nargs="+",
+        choices=[*DRIVERS, GRID],
+        help="which drivers to run (default: all)",
+    )
     parser.add_argument("--dense", type=int, help="dense-design configurations (default 200)")
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results)")
     parser.add_argument(
@@ -278,10 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     base = QUICK if args.quick else FULL
     settings = Settings(
         iterations=args.iterations or base.iterations,
-        budgets=tuple(args.budgets or base.budgets),
-        repeats=args.repeats or base.repeats,
+        budgets=budgets_up_to(args.trials) if args.trials else base.budgets,
+        seeds=args.seeds or base.seeds,
         dense=args.dense or base.dense,
         noise_subset=base.noise_subset if args.dense is None else None,
+        drivers=tuple(dict.fromkeys(args.drivers)) if args.drivers else base.drivers,
     )
     largest = max(settings.budgets)
     started = time.perf_counter()
@@ -291,18 +350,17 @@ def main(argv: list[str] | None = None) -> int:
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         # Long sequential driver runs first, short independent trainings fill in around them.
         driver_runs: dict[tuple[str, int], Future[list[dict[str, Any]]]] = {
-            (name, repeat): pool.submit(
-                run_driver, library, algorithm, repeat, largest, settings.iterations
-            )
-            for repeat in range(settings.repeats)
-            for name, (library, algorithm) in DRIVERS.items()
+            (name, seed): pool.submit(run_driver, name, seed, largest, settings.iterations)
+            for seed in range(settings.seeds)
+            for name in settings.drivers
+            if name != GRID
         }
         grid_runs = {
             budget: [
                 pool.submit(train_point, p, TRAINING_SEED, settings.iterations)
                 for p in grid_design(budget)
             ]
-            for budget in settings.budgets
+            for budget in (settings.budgets if GRID in settings.drivers else ())
         }
         dense_runs = [
             pool.submit(train_point, p, TRAINING_SEED, settings.iterations) for p in dense
@@ -348,68 +406,94 @@ def analyse(
     noise_records: list[dict[str, Any]],
     retrained_records: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """Fractions of the reference front's hypervolume at each reference point."""
+    """Every table, at the quickstart's reference point (its objectives' thresholds)."""
+    metrics, directions, point = _objectives()
     everything = _all_runs(drivers, grids, dense_records)
     reference_front = front_of(everything)
-    second_seed = [*noise_records, *retrained_records]
-    by_reference: dict[str, Any] = {}
-    for label, point in reference_points().items():
-        reference_hv = hypervolume_of(reference_front, point)
-        if reference_hv <= 0:
-            raise SystemExit("every run collapsed (hypervolume 0): raise --iterations")
+    reference_hv = hypervolume_of(reference_front, point)
+    if reference_hv <= 0:
+        raise SystemExit(
+            "no run beats the reference point (hypervolume 0): raise --iterations or --dense"
+        )
+    best = best_pass_at_u(everything)
+    largest = max(settings.budgets)
 
-        def fraction(records: Sequence[dict[str, Any]], point: list[float] = point) -> float:
-            return hypervolume_of(records, point) / reference_hv  # noqa: B023
+    def fraction(records: Sequence[dict[str, Any]]) -> float:
+        return hypervolume_of(records, point) / reference_hv
 
-        table: dict[str, dict[str, Any]] = {}
-        for name in DRIVERS:
-            runs = [drivers[(name, repeat)] for repeat in range(settings.repeats)]
-            table[name] = {
-                str(b): _summary([fraction(run[:b]) for run in runs]) for b in settings.budgets
-            }
-            table[name]["trials_to_0.9"] = [
-                trials_to_reach(run, THRESHOLD * reference_hv, point) for run in runs
-            ]
-        table[GRID] = {str(b): _summary([fraction(grids[b])]) for b in settings.budgets}
-        table[GRID]["trials_to_0.9"] = [
-            min((b for b in settings.budgets if fraction(grids[b]) >= THRESHOLD), default=None)
-        ]
-        # Training luck: the reference front's configurations re-trained with another seed,
-        # against the front that seed's own dense design reaches.
-        by_params = {_key(r): r for r in second_seed}
-        retrained = [by_params[_key(r)] for r in reference_front if _key(r) in by_params]
-        noise_front_hv = hypervolume_of(front_of(second_seed), point)
-        by_reference[label] = {
-            "point": point,
-            "reference_hypervolume": reference_hv,
-            "fractions": table,
-            "dense_design_fraction": fraction(dense_records),
-            "retrained_front": {
-                "configurations": len(retrained),
-                "fraction_of_that_seeds_front": hypervolume_of(retrained, point) / noise_front_hv
-                if retrained and noise_front_hv
-                else None,
+    table: dict[str, dict[str, Any]] = {}
+    for name in settings.drivers:
+        if name == GRID:
+            continue
+        runs = [drivers[(name, seed)] for seed in range(settings.seeds)]
+        table[name] = {
+            "hypervolume": {
+                str(b): _summary([fraction(r[:b]) for r in runs]) for b in settings.budgets
+            },
+            "regret": {
+                str(b): _summary([regret(r[:b], best) for r in runs], bounds=None)
+                for b in settings.budgets
+            },
+            "trials_to": {
+                str(target): reach_summary(
+                    [trials_to_reach(r, target * reference_hv, point) for r in runs], largest
+                )
+                for target in TARGETS
             },
         }
+    if grids:
+        table[GRID] = {
+            "hypervolume": {str(b): _summary([fraction(grids[b])]) for b in settings.budgets},
+            "regret": {
+                str(b): _summary([regret(grids[b], best)], bounds=None) for b in settings.budgets
+            },
+            "trials_to": {
+                str(target): {
+                    "budget": min(
+                        (b for b in settings.budgets if fraction(grids[b]) >= target), default=None
+                    )
+                }
+                for target in TARGETS
+            },
+        }
+    # The best single agent's share: how much of the front one answering agent holds alone.
+    shares = [hypervolume_of([r], point) / reference_hv for r in reference_front]
+    # Training luck: the reference front's configurations re-trained with another seed,
+    # against the front that seed's own dense design reaches.
+    second_seed = [*noise_records, *retrained_records]
+    by_params = {_key(r): r for r in second_seed}
+    retrained = [by_params[_key(r)] for r in reference_front if _key(r) in by_params]
+    noise_front_hv = hypervolume_of(front_of(second_seed), point)
     run_seconds = [r["seconds"] for r in [*everything, *second_seed]]
-    metrics, directions, _ = _objectives()
     return {
-        "settings": settings.__dict__,
+        "settings": {**settings.__dict__, "drivers": list(settings.drivers)},
         "problem": {
             "sweep_config": str(SWEEP_CONFIG.relative_to(HERE.parent)),
             "objectives": dict(zip(metrics, directions, strict=True)),
+            "reference_point": point,
+            "default_driver": default_driver(),
             "training_seed": TRAINING_SEED,
             "second_seed": NOISE_SEED,
         },
         "reference_front": reference_front,
-        "by_reference_point": by_reference,
+        "reference_hypervolume": reference_hv,
+        "best_single_agent_share": max(shares, default=0.0),
+        "best_pass_at_u": {str(k): v for k, v in best.items()},
+        "drivers": table,
+        "dense_design_fraction": fraction(dense_records),
+        "retrained_front": {
+            "configurations": len(retrained),
+            "fraction_of_that_seeds_front": hypervolume_of(retrained, point) / noise_front_hv
+            if retrained and noise_front_hv
+            else None,
+        },
         "collapsed_share": {
             "training_seed": _collapsed_share(dense_records),
             "second_seed": _collapsed_share(noise_records),
         },
         "runs": len(run_seconds),
         "run_seconds_median": float(np.median(run_seconds)),
-        "driver_runs": {f"{name}/seed{repeat}": runs for (name, repeat), runs in drivers.items()},
+        "driver_runs": {f"{name}/seed{seed}": runs for (name, seed), runs in drivers.items()},
         "grid_runs": {str(b): g for b, g in grids.items()},
         "dense_runs": dense_records,
         "noise_runs": noise_records,
@@ -433,7 +517,21 @@ def _all_runs(
 def reanalyse(path: Path) -> int:
     """Recomputes every table from the runs stored in a results file (no training)."""
     saved = json.loads(path.read_text())
-    settings = Settings(**{**saved["settings"], "budgets": tuple(saved["settings"]["budgets"])})
+    stored = saved["settings"]
+    if "drivers" not in stored:
+        print(
+            f"{path}: written by the benchmark before --drivers and the regret column; "
+            "re-run the benchmark to get a file this version reads",
+            file=sys.stderr,
+        )
+        return 2
+    settings = Settings(
+        **{
+            **stored,
+            "budgets": tuple(stored["budgets"]),
+            "drivers": tuple(stored["drivers"]),
+        }
+    )
     drivers: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for key, runs in saved["driver_runs"].items():
         name, _, seed = key.rpartition("/seed")
@@ -461,45 +559,76 @@ def _collapsed_share(records: Sequence[dict[str, Any]]) -> float:
     return float(np.mean([r["eval/no_answer_rate"] >= 0.99 for r in records]))
 
 
-def _summary(fractions: list[float]) -> dict[str, Any]:
-    mean, low, high = interval(fractions)
-    return {"mean": mean, "low": low, "high": high, "runs": fractions}
+def _summary(
+    values: list[float], bounds: tuple[float, float] | None = (0.0, 1.0)
+) -> dict[str, Any]:
+    mean, low, high = interval(values, bounds)
+    return {"mean": mean, "low": low, "high": high, "runs": values}
 
 
-def _cell(summary: dict[str, Any]) -> str:
+def _cell(summary: dict[str, Any], digits: int = 3) -> str:
     if summary["low"] is None:
-        return f"{summary['mean']:.3f}"
-    return f"{summary['mean']:.3f} [{summary['low']:.3f}, {summary['high']:.3f}]"
+        return f"{summary['mean']:.{digits}f}"
+    return (
+        f"{summary['mean']:.{digits}f} [{summary['low']:.{digits}f}, {summary['high']:.{digits}f}]"
+    )
 
 
-def _reached(counts: list[int | None]) -> str:
-    hits = sorted(count for count in counts if count is not None)
-    if not hits:
-        return f"not within the budget (0/{len(counts)})"
-    return f"median {int(np.median(hits))} ({len(hits)}/{len(counts)} runs)"
+def _reach_cell(summary: dict[str, Any]) -> str:
+    if "budget" in summary:  # the grid: the smallest budget whose grid got there
+        return "-" if summary["budget"] is None else str(summary["budget"])
+    runs = len(summary["runs"])
+    return f"{_cell(summary, 1)} ({summary['reached']}/{runs} reached)"
+
+
+def _label(name: str, default: str | None) -> str:
+    if name == GRID:
+        return GRID_LABEL
+    suffix = " (default)" if name == default else ""
+    return f"{name}: {DRIVERS[name].label}{suffix}"  # rich would read "[name]" as markup
 
 
 def _print(settings: Settings, results: dict[str, Any]) -> None:
     budgets = [str(b) for b in settings.budgets]
-    for label, part in results["by_reference_point"].items():
-        table = part["fractions"]
-        print_table(
-            f"Hypervolume / reference front's at {label}: mean [95% interval] over "
-            f"{settings.repeats} driver seeds ({settings.iterations}-iteration sim trainings; "
-            f"{machine_line()})",
-            ["driver", *(f"{b} trials" for b in budgets), f"trials to {THRESHOLD}"],
-            [
-                (name, *(_cell(row[b]) for b in budgets), _reached(row["trials_to_0.9"]))
-                for name, row in table.items()
-            ]
-            + [
-                (
-                    f"dense design ({settings.dense} configurations)",
-                    *([f"{part['dense_design_fraction']:.3f}"] * len(budgets)),
-                    "-",
-                )
-            ],
-        )
+    point = results["problem"]["reference_point"]
+    default = results["problem"]["default_driver"]
+    where = (
+        f"{settings.seeds} driver seeds, {settings.iterations}-iteration sim trainings, "
+        f"reference point {point}; {machine_line()}"
+    )
+    rows = results["drivers"]
+    print_table(
+        f"Hypervolume / reference front's: mean [95% interval] ({where})",
+        ["driver", *(f"{b} trials" for b in budgets)],
+        [
+            (_label(name, default), *(_cell(row["hypervolume"][b]) for b in budgets))
+            for name, row in rows.items()
+        ]
+        + [
+            (
+                f"dense design ({settings.dense} configurations)",
+                f"{results['dense_design_fraction']:.3f}",
+            )
+        ],
+    )
+    print_table(
+        f"Per-budget regret (best Pass@U-k minus the best found, mean over k = "
+        f"{', '.join(map(str, REGRET_KS))}): mean [95% interval]",
+        ["driver", *(f"{b} trials" for b in budgets)],
+        [
+            (_label(name, default), *(_cell(row["regret"][b]) for b in budgets))
+            for name, row in rows.items()
+        ],
+    )
+    print_table(
+        f"Trials to reach a share of the reference hypervolume: mean [95% interval]; a run "
+        f"that never got there counts as {max(settings.budgets) + 1}",
+        ["driver", *(f"to {target}" for target in TARGETS)],
+        [
+            (_label(name, default), *(_reach_cell(row["trials_to"][str(t)]) for t in TARGETS))
+            for name, row in rows.items()
+        ],
+    )
     print_table(
         "Reference front (every run with the training seed)",
         ["lambda", "alpha", "beta", "score", "involvement", "Pass@U-1"],
@@ -516,23 +645,29 @@ def _print(settings: Settings, results: dict[str, Any]) -> None:
         ],
     )
     collapsed = results["collapsed_share"]
-    rows: list[tuple[str, Any]] = [
-        (
-            f"front configurations re-trained, hypervolume / that seed's front at {label}",
-            part["retrained_front"]["fraction_of_that_seeds_front"],
-        )
-        for label, part in results["by_reference_point"].items()
-    ]
-    rows += [
-        ("dense runs that never answer, training seed", collapsed["training_seed"]),
-        ("dense runs that never answer, second seed", collapsed["second_seed"]),
-        (
-            "runs / median seconds per run",
-            f"{results['runs']} / {results['run_seconds_median']:.1f}",
-        ),
-        ("wall time, s", results["wall_s"]),
-    ]
-    print_table("Training luck (a second training seed)", ["measure", "value"], rows)
+    print_table(
+        "The reference point and training luck (a second training seed)",
+        ["measure", "value"],
+        [
+            ("reference hypervolume", results["reference_hypervolume"]),
+            ("best single agent's share of it", results["best_single_agent_share"]),
+            (
+                "best Pass@U-k, k = " + ", ".join(map(str, REGRET_KS)),
+                ", ".join(f"{v:.3f}" for v in results["best_pass_at_u"].values()),
+            ),
+            (
+                "front configurations re-trained, hypervolume / that seed's front",
+                results["retrained_front"]["fraction_of_that_seeds_front"],
+            ),
+            ("dense runs that never answer, training seed", collapsed["training_seed"]),
+            ("dense runs that never answer, second seed", collapsed["second_seed"]),
+            (
+                "runs / median seconds per run",
+                f"{results['runs']} / {results['run_seconds_median']:.1f}",
+            ),
+            ("wall time, s", results["wall_s"]),
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -36,6 +36,25 @@ class DriverSettings(Protocol):
     def grid_points(self) -> int: ...
 
 
+class ObjectiveSettings(Protocol):
+    """What a factory reads of an objective (:class:`sweep.config.Objective` is one)."""
+
+    @property
+    def metric(self) -> str: ...
+    @property
+    def direction(self) -> str: ...
+    @property
+    def threshold(self) -> float | None: ...
+
+
+class ConstraintSettings(Protocol):
+    """What a factory reads of a constraint (:class:`sweep.config.Constraint` is one);
+    ``str()`` of it is the name the runner gives ``Trial.set_constraint``."""
+
+    @property
+    def metric(self) -> str: ...
+
+
 class SweepSettings(Protocol):
     """What a factory reads of a sweep config (:class:`sweep.config.SweepConfig` is one;
     a protocol, so that the config can check algorithms here without a circle)."""
@@ -45,7 +64,11 @@ class SweepSettings(Protocol):
     @property
     def search_space(self) -> Mapping[str, FloatParam | IntParam | CategoricalParam]: ...
     @property
-    def objectives(self) -> Sequence[object]: ...
+    def objectives(self) -> Sequence[ObjectiveSettings]: ...
+    @property
+    def constraints(self) -> Sequence[ConstraintSettings]: ...
+    @property
+    def seeds_per_trial(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -61,6 +84,9 @@ class AlgorithmSpec:
     inequality constraints; moead cannot be told any."""
     build: Callable[[SweepSettings, int], Any]
     """``(config, seed)`` -> an Optuna sampler, or a pymoo algorithm not yet set up."""
+    aims_at_thresholds: bool = False
+    """Its hypervolume is measured from the objectives' thresholds: every objective must
+    set one (the config says so before the sweep starts)."""
 
 
 ALGORITHMS: dict[tuple[Library, str], AlgorithmSpec] = {}
@@ -144,6 +170,29 @@ _optuna(
         qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False
     ),
 )
+
+
+def _noisy_ehvi(config: SweepSettings, seed: int) -> Any:
+    from sweep.bayes import NoisyHypervolumeSampler
+
+    objectives = []
+    for objective in config.objectives:
+        if objective.threshold is None:  # the config refuses this first (aims_at_thresholds)
+            raise ValueError(f"objective {objective.metric} has no threshold")
+        objectives.append((objective.metric, objective.direction, objective.threshold))
+    return NoisyHypervolumeSampler(
+        space=config.search_space,
+        objectives=objectives,
+        constraints=[(str(c), c.metric) for c in config.constraints],
+        noisy=config.seeds_per_trial > 1,
+        n_startup_trials=config.driver.n_startup_trials,
+        seed=seed,
+    )
+
+
+# BoTorch's qLogNEHVI (sweep/bayes.py): collapse-aware through constraints, noise-aware with
+# several seeds per trial, aimed at the thresholds, running trials pending.
+register(AlgorithmSpec("optuna", "botorch", False, True, _noisy_ehvi, aims_at_thresholds=True))
 
 
 def _grid(samplers: Any, config: SweepSettings, seed: int) -> Any:

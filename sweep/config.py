@@ -47,7 +47,8 @@ class Objective(StrictModel):
     """The worst value still worth having: this objective's coordinate of the hypervolume
     reference point. ``None`` falls back to the metric's natural worst bound (rates: 0 when
     maximised, 1 when minimised) or, for unbounded metrics, to the observed nadir (see
-    docs/analysis.md). Analysis only: changing it never changes the sweep's trials."""
+    docs/analysis.md). The botorch driver aims at it too (docs/sweeps.md); every other
+    driver ignores it."""
 
     @field_validator("threshold")
     @classmethod
@@ -99,7 +100,7 @@ class DriverConfig(StrictModel):
     algorithms (generation by generation through pymoo's ask/tell interface)."""
     algorithm: str = "tpe"
     """One of :mod:`sweep.algorithms`' registry: optuna: tpe, nsga2, nsga3, gp, random, qmc,
-    grid; pymoo: nsga2, nsga3, moead."""
+    botorch, grid; pymoo: nsga2, nsga3, moead."""
     n_trials: int = Field(24, ge=1)
     """Complete trials the sweep runs to (failed attempts are retried, not counted)."""
     seed: int | None = None
@@ -107,7 +108,7 @@ class DriverConfig(StrictModel):
     batch_size: int | None = Field(None, ge=2)
     """Population per generation of nsga2, nsga3 and moead (default 8); not used otherwise."""
     n_startup_trials: int = Field(8, ge=1)
-    """tpe and gp: random proposals before the model takes over."""
+    """tpe, gp and botorch: random proposals before the model takes over."""
     grid_points: int = Field(5, ge=2)
     """grid: values per float (or wide int) parameter, evenly spaced (log-spaced with log)."""
 
@@ -329,6 +330,14 @@ class SweepConfig(StrictModel):
         duplicated = sorted({m for m in metrics if metrics.count(m) > 1})
         if duplicated:
             raise ValueError(f"objective {duplicated[0]!r} is listed twice; keep one")
+        if self.driver.spec.aims_at_thresholds:
+            for index, objective in enumerate(self.objectives):
+                if objective.threshold is None:
+                    raise ValueError(
+                        f"driver {self.driver.algorithm} aims at the objectives' thresholds "
+                        f"(the hypervolume's reference point): set objectives[{index}]"
+                        f".threshold for {objective.metric}"
+                    )
         if self.lease <= 2 * self.heartbeat_interval:
             raise ValueError("lease must exceed twice heartbeat_interval, or live trials expire")
         return self
@@ -353,8 +362,8 @@ class SweepConfig(StrictModel):
             data.pop(key)
         data["driver"].pop("n_trials")
         for objective in data["objectives"]:
-            # Thresholds only govern the analysis' reference point; sweeps made before they
-            # existed keep their fingerprint.
+            # Thresholds are the reference point (the analysis', the botorch driver's aim),
+            # not what a trial is; sweeps made before they existed keep their fingerprint.
             objective.pop("threshold")
         text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]

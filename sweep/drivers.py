@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -81,6 +81,20 @@ def pop_waiting(study: SweepStudy, config: SweepConfig) -> optuna.Trial | None:
             suggest_all(trial, config)
             return trial
     return None
+
+
+def record_constraints(
+    trial: optuna.Trial, config: SweepConfig, means: Mapping[str, float]
+) -> None:
+    """Stores each constraint's violation (<= 0 when satisfied) of a finished trial where
+    every driver reads it: Optuna's samplers through ``Trial.set_constraint``, pymoo's
+    through the ``constraint_violations`` attribute (its ``G``)."""
+    if not config.constraints:
+        return
+    violations = [c.violation(means[c.metric]) for c in config.constraints]
+    trial.set_user_attr(ATTR_VIOLATIONS, violations)
+    for constraint, violation in zip(config.constraints, violations, strict=True):
+        trial.set_constraint(str(constraint), violation)
 
 
 class Driver(ABC):

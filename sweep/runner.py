@@ -35,7 +35,7 @@ from bao.errors import first_line
 from sweep import cost, execution, stopping
 from sweep.backends import RunRequest, TrialError
 from sweep.config import LoadedSweep
-from sweep.drivers import OptunaDriver, pop_waiting
+from sweep.drivers import OptunaDriver, pop_waiting, record_constraints
 from sweep.front import pareto_front_trials
 from sweep.launchers import JobRecord, job_request, make_launcher
 from sweep.lease import Heartbeat, this_process
@@ -234,15 +234,12 @@ class SweepRunner(SweepSession):
             trial.set_user_attr(records.ATTR_RUN_ID, run_id)
             self._emit(f"trial {number} started")
             try:
-                values, extra = self._train_seeds(trial, run_id, started)
+                values, extra, means = self._train_seeds(trial, run_id, started)
             finally:
                 self._record_cost(trial, run_id)
             for key, value in extra.items():
                 trial.set_user_attr(key, value)
-            for constraint, violation in zip(
-                self.config.constraints, extra.get(records.ATTR_VIOLATIONS, []), strict=True
-            ):
-                trial.set_constraint(str(constraint), violation)  # what the samplers read
+            record_constraints(trial, self.config, means)
             self._tell(trial, values)
         except TrialError as failure:
             self._fail(trial, attrs, run_id, failure)
@@ -264,8 +261,9 @@ class SweepRunner(SweepSession):
 
     def _train_seeds(
         self, trial: optuna.Trial, run_id: str, started: float
-    ) -> tuple[list[float], dict[str, Any]]:
-        """Runs every training seed; returns the objective means and attributes to keep."""
+    ) -> tuple[list[float], dict[str, Any], dict[str, float]]:
+        """Runs every training seed; returns the objective means, attributes to keep, and
+        the mean of every wanted metric."""
         seeds = self.config.training_seeds
         deadline = started + self.config.trial_timeout
         wanted = [o.metric for o in self.config.objectives]
@@ -296,11 +294,7 @@ class SweepRunner(SweepSession):
             records.ATTR_SEED_VALUES: summary.seed_values,
             records.ATTR_STDERR: summary.stderr,
         }
-        if self.config.constraints:
-            extra[records.ATTR_VIOLATIONS] = [
-                c.violation(summary.means[c.metric]) for c in self.config.constraints
-            ]
-        return values, extra
+        return values, extra, summary.means
 
     def _run_backend(self, request: RunRequest, deadline: float) -> dict[str, float]:
         log.info("trial %d seed %d: %s", request.trial_number, request.seed, request.params)

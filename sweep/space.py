@@ -101,6 +101,24 @@ def decode(space: Mapping[str, Param], x: Sequence[float]) -> dict[str, Any]:
     return params
 
 
+def encode(space: Mapping[str, Param], params: Mapping[str, Any]) -> list[float]:
+    """The point of the unit box that :func:`decode` turns back into ``params`` (a choice
+    sits in the middle of its bin): how a model-based driver sees the trials it learns from."""
+    point: list[float] = []
+    for path, spec in space.items():
+        value = params[path]
+        if isinstance(spec, CategoricalParam):
+            point.append((spec.choices.index(value) + 0.5) / len(spec.choices))
+        elif spec.high == spec.low:
+            point.append(0.0)
+        elif spec.log:
+            span = math.log(spec.high) - math.log(spec.low)
+            point.append((math.log(value) - math.log(spec.low)) / span)
+        else:
+            point.append((value - spec.low) / (spec.high - spec.low))
+    return point
+
+
 def _snap(spec: FloatParam | IntParam, value: float) -> Any:
     if isinstance(spec, IntParam):
         whole = spec.low + round((value - spec.low) / spec.step) * spec.step

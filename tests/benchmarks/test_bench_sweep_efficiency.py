@@ -11,73 +11,111 @@ import pytest
 from benchmarks import bench_sweep_efficiency as bench
 
 SCORE, INVOLVEMENT = "eval/score", "eval/user_involvement_rate"
+# The quickstart's reference point (its thresholds): score 0.1, involvement 0.0625.
 
 
-def record(lam: float, score: float, involvement: float) -> dict[str, Any]:
+def record(
+    lam: float, score: float, involvement: float, passes: tuple[float, ...]
+) -> dict[str, Any]:
     return {
         "params": {bench.LAMBDA: lam},
         SCORE: score,
         INVOLVEMENT: involvement,
-        "eval/pass_at_u_1": score,
+        **{f"eval/pass_at_u_{k}": p for k, p in zip(bench.REGRET_KS, passes, strict=True)},
         "eval/no_answer_rate": 1.0 if score == 0 else 0.4,
         "seconds": 1.0,
     }
 
 
-COLLAPSED = record(0.5, 0.0, 0.0)
-BEST_SCORE = record(0.01, 0.52, 0.10)
-LEAST_BURDEN = record(0.02, 0.50, 0.03)
+NEVER = (0.0, 0.0, 0.0, 0.0)
+COLLAPSED = record(0.5, 0.0, 0.0, NEVER)
+BEST_SCORE = record(0.01, 0.52, 0.05, (0.30, 0.40, 0.50, 0.52))
+LEAST_BURDEN = record(0.02, 0.40, 0.02, (0.35, 0.38, 0.40, 0.40))
+# Their boxes up to the reference point, and the overlap counted once.
+FRONT_HV = 0.3 * 0.0425 + 0.42 * 0.0125 - 0.3 * 0.0125
 
 
 def runs(settings: bench.Settings) -> dict[str, Any]:
-    """Random search finds the whole front by its 2nd trial; every other driver collapses."""
-    drivers = {
-        (name, repeat): [COLLAPSED] * max(settings.budgets)
-        for name in bench.DRIVERS
-        for repeat in range(settings.repeats)
-    }
-    for repeat in range(settings.repeats):
-        found = [BEST_SCORE, LEAST_BURDEN, *[COLLAPSED] * (max(settings.budgets) - 2)]
-        drivers[("random search", repeat)] = found
+    """Random search finds the whole front by its 2nd trial; TPE only collapses."""
+    largest = max(settings.budgets)
+    drivers = {("tpe", seed): [COLLAPSED] * largest for seed in range(settings.seeds)}
+    for seed in range(settings.seeds):
+        found = [BEST_SCORE, LEAST_BURDEN, *[COLLAPSED] * (largest - 2)]
+        drivers[("random", seed)] = found
     return {
         "drivers": drivers,
         "grids": {budget: [LEAST_BURDEN] * budget for budget in settings.budgets},
         "dense_records": [COLLAPSED, BEST_SCORE],
-        "noise_records": [record(0.01, 0.0, 0.0), record(0.3, 0.45, 0.01)],
-        "retrained_records": [record(0.02, 0.5, 0.05)],
+        "noise_records": [record(0.01, 0.0, 0.0, NEVER), record(0.3, 0.45, 0.01, NEVER)],
+        "retrained_records": [record(0.02, 0.5, 0.05, NEVER)],
     }
 
 
-def test_fractions_of_the_reference_front() -> None:
-    settings = bench.Settings(iterations=1, budgets=(2, 4), repeats=2, dense=2, noise_subset=None)
-    data = runs(settings)
+SETTINGS = bench.Settings(
+    iterations=1,
+    budgets=(2, 4),
+    seeds=2,
+    dense=2,
+    noise_subset=None,
+    drivers=("tpe", "random", bench.GRID),
+)
+
+
+def test_fractions_regret_and_trials_to_reach() -> None:
+    data = runs(SETTINGS)
     results = bench.analyse(
-        settings,
+        SETTINGS,
         data["drivers"],
         data["grids"],
         dense_records=data["dense_records"],
         noise_records=data["noise_records"],
         retrained_records=data["retrained_records"],
     )
+    assert results["problem"]["reference_point"] == [0.1, 0.0625]
     front = results["reference_front"]
     assert [r["params"][bench.LAMBDA] for r in front] == [0.5, 0.02, 0.01]
-    tight = results["by_reference_point"]["score 0, involvement 0.2"]
-    # The front's hypervolume at (score 0, involvement 0.2), as a staircase.
-    assert tight["reference_hypervolume"] == pytest.approx(0.5 * 0.17 + 0.02 * 0.10)
-    table = tight["fractions"]
-    assert table["random search"]["2"]["mean"] == pytest.approx(1.0)
-    assert table["random search"]["trials_to_0.9"] == [2, 2]
-    assert table["Optuna TPE (default)"]["4"]["mean"] == 0.0
-    assert table["Optuna TPE (default)"]["trials_to_0.9"] == [None, None]
-    grid = table[bench.GRID]["2"]["mean"]
-    assert grid == pytest.approx(0.5 * 0.17 / tight["reference_hypervolume"])
-    assert table[bench.GRID]["trials_to_0.9"] == [2]  # 0.976 of the front
-    assert tight["dense_design_fraction"] == pytest.approx(0.052 / 0.087)
+    assert results["reference_hypervolume"] == pytest.approx(FRONT_HV)
+    # The least-burden agent alone holds its own box of the front.
+    assert results["best_single_agent_share"] == pytest.approx(0.3 * 0.0425 / FRONT_HV)
+    table = results["drivers"]
+    assert table["random"]["hypervolume"]["2"]["mean"] == pytest.approx(1.0)
+    assert table["tpe"]["hypervolume"]["4"]["mean"] == 0.0
+    # Regret: best Pass@U-k (0.35, 0.40, 0.50, 0.52) minus the best found, mean over k.
+    assert table["random"]["regret"]["2"]["mean"] == pytest.approx(0.0)
+    assert table["tpe"]["regret"]["4"]["mean"] == pytest.approx((0.35 + 0.40 + 0.50 + 0.52) / 4)
+    assert bench.regret([LEAST_BURDEN], bench.best_pass_at_u(front)) == pytest.approx(
+        (0.0 + 0.02 + 0.10 + 0.12) / 4
+    )
+    reach = table["random"]["trials_to"]["0.9"]
+    assert (reach["mean"], reach["reached"], reach["runs"]) == (2.0, 2, [2, 2])
+    never = table["tpe"]["trials_to"]["0.95"]
+    assert (never["mean"], never["reached"]) == (5.0, 0)  # counted as the budget + 1
+    grid = table[bench.GRID]
+    assert grid["hypervolume"]["2"]["mean"] == pytest.approx(0.3 * 0.0425 / FRONT_HV)
+    assert grid["trials_to"]["0.9"]["budget"] is None  # 0.895 of the front
+    assert results["dense_design_fraction"] == pytest.approx(0.42 * 0.0125 / FRONT_HV)
     # Re-trained with the second seed, the least-burden configuration does worse.
-    retrained = tight["retrained_front"]
+    retrained = results["retrained_front"]
     assert retrained["configurations"] == 2  # the collapsed corner was not re-trained
-    assert retrained["fraction_of_that_seeds_front"] == pytest.approx(0.075 / 0.093)
+    second_front = 0.35 * 0.0525 + 0.4 * 0.0125 - 0.35 * 0.0125
+    assert retrained["fraction_of_that_seeds_front"] == pytest.approx(0.4 * 0.0125 / second_front)
     assert results["collapsed_share"] == {"training_seed": 0.5, "second_seed": 0.5}
+
+
+def test_reach_counts_runs_that_never_got_there_as_the_budget_plus_one() -> None:
+    summary = bench.reach_summary([3, None, 5], budget=10)
+    assert summary["mean"] == pytest.approx((3 + 11 + 5) / 3)
+    assert summary["reached"] == 2
+    # The interval of (3, 11, 5) is wider than [1, 11]: clipped to what a count can be.
+    assert summary["low"] == 1.0
+    assert summary["high"] == 11.0
+
+
+def test_budgets_up_to_the_trials() -> None:
+    assert bench.budgets_up_to(40) == (10, 20, 40)
+    assert bench.budgets_up_to(20) == (10, 20)
+    assert bench.budgets_up_to(15) == (10, 15)
+    assert bench.budgets_up_to(3) == (3,)
 
 
 def test_interval_is_a_t_interval_clipped_to_fractions() -> None:
@@ -99,9 +137,9 @@ def test_designs_cover_the_search_space() -> None:
     assert all(0 <= point["shaping.over_thinking"] <= 0.1 for point in dense)
 
 
-@pytest.mark.parametrize(("library", "algorithm"), [("optuna", "tpe"), ("pymoo", "nsga2")])
-def test_the_project_drivers_run_in_memory(library: str, algorithm: str) -> None:
-    trials = bench.run_driver(library, algorithm, driver_seed=1, budget=3, iterations=1)
+@pytest.mark.parametrize("name", ["tpe", "pymoo-nsga2"])
+def test_the_project_drivers_run_in_memory(name: str) -> None:
+    trials = bench.run_driver(name, driver_seed=1, budget=3, iterations=1)
     assert len(trials) == 3
     assert len({json.dumps(t["params"], sort_keys=True) for t in trials}) == 3
     for trial in trials:
@@ -112,15 +150,19 @@ def test_the_project_drivers_run_in_memory(library: str, algorithm: str) -> None
         }
         assert 0 <= trial[SCORE] <= 1
         assert 0 <= trial[INVOLVEMENT] <= 1
+        assert set(bench.KEPT_METRICS) <= set(trial)
 
 
 def test_reanalyse_prints_the_tables_of_a_results_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings = bench.Settings(iterations=1, budgets=(2,), repeats=1, dense=2, noise_subset=None)
-    data = runs(settings)
+    data = runs(SETTINGS)
     saved = {
-        "settings": {**settings.__dict__, "budgets": list(settings.budgets)},
+        "settings": {
+            **SETTINGS.__dict__,
+            "budgets": list(SETTINGS.budgets),
+            "drivers": list(SETTINGS.drivers),
+        },
         "driver_runs": {f"{name}/seed{r}": v for (name, r), v in data["drivers"].items()},
         "grid_runs": {str(b): v for b, v in data["grids"].items()},
         "dense_runs": data["dense_records"],
@@ -132,5 +174,60 @@ def test_reanalyse_prints_the_tables_of_a_results_file(
     path.write_text(json.dumps(saved))
     assert bench.main(["--reanalyse", str(path)]) == 0
     printed = capsys.readouterr().out
-    assert "random search" in printed
+    assert "random: random search" in printed
     assert "1.000" in printed
+    assert "counts as 5" in printed
+
+
+def landscape(params: dict[str, Any], seed: int, iterations: int) -> dict[str, float]:
+    """A stand-in for the simulator's training (its cost is not what this test is about):
+    lambda above 0.3 collapses; below it, more lambda buys less burden for less score."""
+    lam = params[bench.LAMBDA]
+    score = 0.0 if lam > 0.3 else 0.5 - lam
+    metrics = {
+        SCORE: score,
+        INVOLVEMENT: 0.0 if score == 0 else 0.06 - 0.15 * lam,
+        "eval/no_answer_rate": 1.0 if score == 0 else 0.5,
+        **{f"eval/pass_at_u_{k}": score * (0.6 + 0.05 * k) for k in bench.REGRET_KS},
+    }
+    return {**metrics, "seconds": 0.0}
+
+
+def test_a_reduced_run_writes_every_column(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(bench, "train_once", landscape)  # the pool's workers are forked
+    argv = ["--drivers", "random", "botorch", "pymoo-nsga2", "lambda-grid", "--seeds", "2"]
+    argv += ["--trials", "3", "--iterations", "1", "--dense", "4", "--jobs", "1"]
+    assert bench.main([*argv, "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "bench_sweep_efficiency.json").read_text())
+    assert results["settings"]["budgets"] == [3]
+    assert results["settings"]["drivers"] == ["random", "botorch", "pymoo-nsga2", "lambda-grid"]
+    assert set(results["drivers"]) == {"random", "botorch", "pymoo-nsga2", "lambda-grid"}
+    every = [r for runs in results["driver_runs"].values() for r in runs]
+    assert len(every) == 3 * 2 * 3
+    for run in every:  # what each trial was scored on is what it trained
+        assert run[SCORE] == landscape(run["params"], 0, 1)[SCORE]
+    best = max(r["eval/pass_at_u_5"] for r in [*every, *results["dense_runs"]])
+    best = max([best, *(r["eval/pass_at_u_5"] for g in results["grid_runs"].values() for r in g)])
+    assert results["best_pass_at_u"]["5"] == pytest.approx(best)
+    for name in ("random", "botorch", "pymoo-nsga2"):
+        row = results["drivers"][name]
+        assert 0.0 <= row["hypervolume"]["3"]["mean"] <= 1.0
+        assert row["regret"]["3"]["mean"] >= 0.0
+        assert row["trials_to"]["0.9"]["runs"] != []
+    assert 0.0 < results["best_single_agent_share"] <= 1.0
+    printed = capsys.readouterr().out
+    assert "Per-budget regret" in printed
+    assert "botorch: BoTorch qLogNEHVI" in printed
+
+
+def test_an_old_results_file_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"settings": {"repeats": 3, "budgets": [10]}}))
+    assert bench.main(["--reanalyse", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert "re-run the benchmark" in error

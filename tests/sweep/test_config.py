@@ -30,6 +30,10 @@ def test_quickstart_config_is_valid_and_has_the_promised_shape() -> None:
     ]
     assert loaded.train_config["trainer"]["iterations"] == 60
     assert "eval/pass_at_u_9" in loaded.metric_names
+    # The reference point a deployment would accept, and collapse as a constraint.
+    assert [o.threshold for o in config.objectives] == [0.1, 1 / 16]
+    assert [str(c) for c in config.constraints] == ["eval/no_answer_rate <= 0.9"]
+    assert "eval/no_answer_rate" in loaded.metric_names
 
 
 @pytest.mark.parametrize("name", ["quickstart.yaml", "lambda_grid.yaml", "command.yaml"])

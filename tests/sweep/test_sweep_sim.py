@@ -14,7 +14,7 @@ import pytest
 
 from sweep.algorithms import ALGORITHMS
 from sweep.cli import main
-from tests.sweep.conftest import REPO_ROOT, WriteConfig, mlflow_runs, status_json
+from tests.sweep.conftest import OBJECTIVES, REPO_ROOT, WriteConfig, mlflow_runs, status_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -58,11 +58,18 @@ def test_every_driver_runs_a_short_sim_sweep(
     driver: dict[str, Any] = {"library": library, "algorithm": algorithm, "n_trials": 3}
     if algorithm in ("nsga2", "nsga3", "moead"):
         driver["batch_size"] = 2  # three trials span two generations
-    if algorithm in ("tpe", "gp"):
+    if algorithm in ("tpe", "gp", "botorch"):
         driver["n_startup_trials"] = 2  # the third trial comes from the model
     if algorithm == "grid":
         driver["grid_points"] = 2
-    config = sim_sweep(driver=driver, jobs=2)
+    extra: dict[str, Any] = {}
+    if algorithm == "botorch":  # aims at the thresholds; models the collapse constraint
+        extra["objectives"] = [
+            {**objective, "threshold": threshold}
+            for objective, threshold in zip(OBJECTIVES, (0.0, 1.0), strict=True)
+        ]
+        extra["constraints"] = ["eval/no_answer_rate <= 0.9"]
+    config = sim_sweep(driver=driver, jobs=2, **extra)
     assert main(["sweep", str(config), "--workspace", str(workspace), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert (status["complete"], status["failed"], status["running"]) == (3, 0, 0)
