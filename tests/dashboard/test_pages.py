@@ -27,7 +27,7 @@ def open_app(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
 
 
 def visit(app: AppTest, page: str) -> AppTest:
-    app.switch_page(f"pages/{page}.py").run()
+    app.switch_page(f"views/{page}.py").run()
     assert not app.exception, f"{page}: {[e.value for e in app.exception]}"
     return app
 

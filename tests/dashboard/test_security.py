@@ -215,7 +215,7 @@ def test_a_sweep_in_the_url_outside_the_workspace_is_never_opened(
     with opened_files() as opened:
         app.run()
         for page in ("frontier", "trial"):
-            app.switch_page(f"pages/{page}.py").run()
+            app.switch_page(f"views/{page}.py").run()
             assert not app.exception, [e.value for e in app.exception]
     assert not app.exception, [e.value for e in app.exception]
     assert app.session_state["sweep"] == "made"  # the workspace's own sweep instead
