@@ -106,12 +106,13 @@ def test_frontier_draws_curves_envelope_front_and_published_results(
     app = open_app(sim_workspace, monkeypatch)
     monkeypatch.setenv("BAO_PARETO_REFERENCE_TABLE", str(table))
     visit(app, "frontier")
-    names = trace_names(charts(app)[0])
+    figure = charts(app)[0]
+    names = trace_names(figure)
     assert "envelope (best per k)" in names
-    assert "published results (2 models)" in names
-    # tiny-a: one learner on the front, and agents that never answer grouped as such.
-    assert any(n.startswith("trial ") for n in names)
-    assert any(n.startswith("never answer") for n in names)
+    published = [t for t in figure["data"] if t.get("legend") == "legend2"]
+    assert [t["name"] for t in published] == ["Model-A", "Model-B"]  # a legend entry each
+    assert {t["legendgrouptitle"]["text"] for t in published} == {"open"}  # under the family
+    assert any(n.startswith("trial ") for n in names)  # tiny-a: learners on the front
     envelope = app.dataframe[0].value
     assert list(envelope["k"]) == list(range(1, 10))
 
@@ -119,6 +120,12 @@ def test_frontier_draws_curves_envelope_front_and_published_results(
     assert not app.exception
     knee_names = trace_names(charts(app)[0])
     assert sum(n.startswith("trial ") for n in knee_names) == 1
+
+    # tiny-b has an agent that never answers (score 0 at every k; since the simulator's
+    # fallible reasoner, tiny-a has none): it is grouped as such, not drawn as a trial.
+    pick_sweep(app, "tiny-b")
+    app.radio[0].set_value("Pareto front").run()
+    assert any(n.startswith("never answer") for n in trace_names(charts(app)[0]))
 
 
 @pytest.mark.slow
@@ -236,12 +243,12 @@ def test_three_objectives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     real_workspace(workspace, trials, loaded=sweep_config("three", three))
     app = open_app(workspace, monkeypatch)
     visit(app, "objectives")
-    assert [s.label for s in app.selectbox][-2:] == ["x axis", "y axis"]
+    assert [s.label for s in app.main.selectbox] == ["x axis", "y axis"]
     app.main.selectbox[1].set_value("eval/mean_turns").run()
     figure = charts(app)[0]
     assert figure["layout"]["yaxis"]["title"]["text"].startswith("eval/mean_turns")
     # a projection of three objectives is not a staircase
-    front = next(t for t in figure["data"] if str(t["name"]).startswith("Pareto front"))
+    front = next(t for t in figure["data"] if str(t["name"]).startswith("Pareto front ("))
     assert front["line"]["shape"] == "linear"
     next(t for t in app.toggle if t.label == "3-D view").set_value(True).run()
     assert any(t["type"] == "scatter3d" for c in charts(app) for t in c["data"])
