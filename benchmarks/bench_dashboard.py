@@ -50,7 +50,7 @@ def _app_test_timings(workspace: Path, name: str, repeats: int = REPEATS) -> dic
 
     def view(app: AppTest) -> float:
         started = time.perf_counter()
-        app.switch_page("pages/frontier.py").run()
+        app.switch_page("views/frontier.py").run()
         elapsed = time.perf_counter() - started
         if app.exception or not app.get("plotly_chart"):
             raise RuntimeError(f"the frontier page failed: {[e.value for e in app.exception]}")

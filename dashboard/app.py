@@ -1,8 +1,13 @@
 """The bao-pareto dashboard: ``bao-pareto dashboard`` runs this script with Streamlit.
 
 This file only lays out the navigation and the sidebar (the sweep, the resampling); each page
-is a short script in ``pages/`` that reads cached analyses (:mod:`dashboard.state`) and draws
+is a short script in ``views/`` that reads cached analyses (:mod:`dashboard.state`) and draws
 figures built by :mod:`dashboard.figures`.
+
+The folder is deliberately not called ``pages/``: Streamlit treats a ``pages/`` folder beside
+the main script as an old-style multipage app until the first ``st.navigation`` call of the
+server, so the first browser to open a deep link (``/frontier``) would run that page's script
+alone, without this sidebar, and list the files (docs/dashboard.md, "Navigation and links").
 """
 
 from __future__ import annotations
@@ -18,14 +23,27 @@ HERE = Path(__file__).parent
 
 st.set_page_config(page_title="bao-pareto", page_icon="📈", layout="wide")
 
+# (url path, script in views/, title, Material icon). The url paths are the deep links
+# docs/dashboard.md lists: spelled here rather than left to the file names, so that renaming a
+# script cannot break a bookmark. The first page is the default, served at the root.
+PAGES = (
+    ("sweeps", "overview", "Sweeps", "list"),
+    ("frontier", "frontier", "Frontier", "show_chart"),
+    ("objectives", "objectives", "Objective space", "scatter_plot"),
+    ("parameters", "parameters", "Parameters", "tune"),
+    ("trial", "trial", "Trial detail", "search"),
+    ("compare", "compare", "Compare sweeps", "compare_arrows"),
+    ("deploy", "deploy", "Deploy", "rocket_launch"),
+)
 pages = [
-    st.Page(HERE / "pages/overview.py", title="Sweeps", icon=":material/list:", default=True),
-    st.Page(HERE / "pages/frontier.py", title="Frontier", icon=":material/show_chart:"),
-    st.Page(HERE / "pages/objectives.py", title="Objective space", icon=":material/scatter_plot:"),
-    st.Page(HERE / "pages/parameters.py", title="Parameters", icon=":material/tune:"),
-    st.Page(HERE / "pages/trial.py", title="Trial detail", icon=":material/search:"),
-    st.Page(HERE / "pages/compare.py", title="Compare sweeps", icon=":material/compare_arrows:"),
-    st.Page(HERE / "pages/deploy.py", title="Deploy", icon=":material/rocket_launch:"),
+    st.Page(
+        HERE / "views" / f"{script}.py",
+        title=title,
+        icon=f":material/{icon}:",
+        url_path=url_path,
+        default=position == 0,
+    )
+    for position, (url_path, script, title, icon) in enumerate(PAGES)
 ]
 navigation = st.navigation(pages)
 

@@ -45,9 +45,7 @@ def run(command: str, argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.port < 65536:
         parser.error(f"--port must be in 1..65535, got {args.port}")
-    from bao.tracking import resolve_workspace
-
-    workspace = resolve_workspace(args.workspace)
+    workspace = _existing_workspace(args.workspace)
     environment = dict(os.environ)
     environment["BAO_PARETO_HOME"] = str(workspace)
     if args.reference_table:
@@ -81,6 +79,23 @@ def run(command: str, argv: list[str]) -> int:
     )
     # The server replaces this process: signals reach it directly and nothing is orphaned.
     os.execve(sys.executable, command_line, environment)
+
+
+def _existing_workspace(option: str | None) -> Path:
+    """The workspace to browse, which must exist: a dashboard shows what sweeps wrote, so a
+    missing folder is a typo (or the wrong machine), and making it would hide that."""
+    from bao.configuration import ConfigError
+    from bao.tracking import resolve_workspace, workspace_path
+
+    chosen = workspace_path(option)
+    if not chosen.is_dir():
+        what = "is not a folder" if chosen.exists() else "does not exist"
+        raise ConfigError(
+            f"workspace {str(chosen)!r} {what}",
+            fix="pass --workspace DIR with the folder your sweeps wrote (bao-pareto sweep "
+            "... --workspace DIR), or set BAO_PARETO_HOME",
+        )
+    return resolve_workspace(chosen)  # checked for writing: registering variants writes
 
 
 def _check_port(host: str, port: int) -> None:

@@ -210,29 +210,107 @@ def frontier_figure(
                 )
             )
     if references is not None and not references.empty:
-        # One legend entry for all published models (a dozen entries would bury the sweep's
-        # own); each model's name is in its hover text.
-        models = references.groupby(["model", "group"], sort=False)
-        for position, ((model, group), rows) in enumerate(models):
-            figure.add_trace(
-                go.Scatter(
-                    x=rows["k"],
-                    y=rows["pass_rate"],
-                    mode="lines+markers",
-                    line={"dash": "dash", "width": 1, "color": "rgba(80, 80, 160, 0.45)"},
-                    marker={"symbol": "diamond", "size": 8, "color": "rgba(80, 80, 160, 0.8)"},
-                    name=f"published results ({models.ngroups} models)",
-                    legendgroup="published",
-                    showlegend=position == 0,
-                    hovertemplate=f"{model} ({group})<br>Pass@U-%{{x}}: %{{y:.3f}}<extra></extra>",
-                )
-            )
+        _add_references(figure, references)
+    published = references is not None and not references.empty
     return _layout(
         figure,
         title,
         xaxis={"title": "k: user-involved actions allowed", "dtick": 1},
         yaxis={"title": "pass rate (Pass@U-k)", "rangemode": "tozero"},
+        # The published models get a legend of their own below the sweep's: a click hides one
+        # model, a double click shows it alone.
+        **(
+            {
+                # Tall enough for both legends side by side with the plot: one row per
+                # entry, two per family title.
+                "height": max(480, 160 + LEGEND_ROW_PX * _legend_rows(figure)),
+                "legend2": {
+                    "title": {"text": "published results"},
+                    "groupclick": "toggleitem",
+                    "tracegroupgap": 6,
+                    "itemsizing": "constant",
+                    "x": 1.02,
+                    "xanchor": "left",
+                    "y": 0.0,
+                    "yanchor": "bottom",
+                },
+            }
+            if published
+            else {}
+        ),
     )
+
+
+REFERENCE_FAMILY_COLORS: Final = ("#6a3d9a", "#b15928", "#1b9e77", "#e7298a", "#66a61e")
+"""One colour per family (``group`` column) of published models; they repeat after five."""
+REFERENCE_SYMBOLS: Final = (
+    "diamond",
+    "square",
+    "triangle-up",
+    "pentagon",
+    "star-triangle-up",
+    "hexagon",
+    "triangle-down",
+    "cross",
+    "star-diamond",
+    "hourglass",
+)
+"""Marker shapes of the models within one family (open variants after these ten)."""
+LEGEND_ROW_PX: Final = 21
+
+
+def reference_family(group: str) -> str:
+    """``open_source_raw`` -> ``open source raw``: a family's legend title."""
+    return str(group).replace("_", " ")
+
+
+def reference_marker(family: int, member: int) -> dict[str, Any]:
+    """The marker of a family's ``member``-th model: the family's colour, the member's shape."""
+    shape = REFERENCE_SYMBOLS[member % len(REFERENCE_SYMBOLS)]
+    if member >= len(REFERENCE_SYMBOLS):
+        shape += "-open"
+    return {
+        "symbol": shape,
+        "size": 9,
+        "color": REFERENCE_FAMILY_COLORS[family % len(REFERENCE_FAMILY_COLORS)],
+        "line": {"width": 0.5, "color": "white"},
+    }
+
+
+def _legend_rows(figure: go.Figure) -> int:
+    entries = [t for t in figure.data if t.showlegend is not False]
+    titles = {t.legendgroup for t in entries if t.legendgrouptitle.text}
+    return len(entries) + 2 * len(titles)
+
+
+def _add_references(figure: go.Figure, references: pd.DataFrame) -> None:
+    """Published models (:func:`analysis.imports.reference_points`), each its own trace and
+    legend entry in ``legend2``, grouped by family under the family's name: a family shares a
+    colour, its models differ in marker shape, so a point can be told apart without hovering."""
+    import plotly.graph_objects as go
+
+    families = list(dict.fromkeys(references["group"]))
+    for family, group in enumerate(families):
+        rows_of_family = references[references["group"] == group]
+        for member, model in enumerate(dict.fromkeys(rows_of_family["model"])):
+            rows = rows_of_family[rows_of_family["model"] == model]
+            marker = reference_marker(family, member)
+            figure.add_trace(
+                go.Scatter(
+                    x=rows["k"],
+                    y=rows["pass_rate"],
+                    mode="lines+markers",
+                    line={"dash": "dot", "width": 1, "color": marker["color"]},
+                    marker=marker,
+                    opacity=0.8,
+                    name=str(model),
+                    legend="legend2",
+                    legendgroup=f"published: {group}",
+                    legendgrouptitle={"text": reference_family(group)},
+                    hovertemplate=f"{model} ({reference_family(group)})<br>"
+                    "Pass@U-%{x}: %{y:.3f}<extra></extra>",
+                )
+            )
 
 
 # ---------------------------------------------------------------------- objective space
@@ -245,11 +323,17 @@ def objective_figure(
     *,
     show_errors: bool = True,
     p_nondominated: bool = False,
+    include_reference: bool = False,
 ) -> go.Figure:
     """Two objectives against each other: dominated trials in grey, the Pareto front in
     colour (joined in order), error bars from the draws, infeasible trials crossed out, the
     knee starred, and the region worse than the reference point shaded. With
-    ``p_nondominated`` the points are coloured by their probability of being non-dominated."""
+    ``p_nondominated`` the points are coloured by their probability of being non-dominated.
+
+    The axes fit what is drawn (:func:`objective_axis_range`); ``include_reference`` widens
+    them to the reference point and the constraint bounds. Every error bar is drawn beneath every
+    point (error-bar traces first, then the points), so the front's wide intervals never cover
+    a dominated trial."""
     import plotly.graph_objects as go
 
     data = analysis.data
@@ -265,6 +349,8 @@ def objective_figure(
         "infeasible": ~analysis.feasible,
         "Pareto front": analysis.pareto,
     }
+    bars: list[go.Scatter | go.Scattergl] = []
+    points: list[go.Scatter | go.Scattergl] = []
     for name, mask in groups.items():
         if not mask.any():
             continue
@@ -288,21 +374,23 @@ def objective_figure(
                 colorbar={"title": "P(non-dominated)"} if front else None,
                 showscale=front,
             )
-        errors: dict[str, Any] = {}
+        legend_name = f"{name} ({int(mask.sum())})"
         if show_errors and (front or mask.sum() <= 500):
-            errors = {
-                "error_x": _errors(
-                    values[mask, i][order],
-                    analysis.low[mask, i][order],
-                    analysis.high[mask, i][order],
-                ),
-                "error_y": _errors(
-                    values[mask, j][order],
-                    analysis.low[mask, j][order],
-                    analysis.high[mask, j][order],
-                ),
-            }
-        figure.add_trace(
+            bars.append(
+                trace_kind(
+                    x=x,
+                    y=y,
+                    mode="markers",
+                    marker={"opacity": 0, "size": 1},
+                    error_x=_errors(x, analysis.low[mask, i][order], analysis.high[mask, i][order]),
+                    error_y=_errors(y, analysis.low[mask, j][order], analysis.high[mask, j][order]),
+                    name=f"{name}: 95% intervals",
+                    legendgroup=legend_name,  # hidden and shown with its points
+                    showlegend=False,
+                    hoverinfo="skip",
+                )
+            )
+        points.append(
             trace_kind(
                 x=x,
                 y=y,
@@ -312,16 +400,17 @@ def objective_figure(
                     "color": "rgba(31, 119, 180, 0.5)",
                 },
                 marker=marker,
-                name=f"{name} ({int(mask.sum())})",
+                name=legend_name,
+                legendgroup=legend_name,
                 customdata=np.column_stack(
                     [numbers[mask][order], analysis.p_nondominated[mask][order]]
                 ),
                 hovertemplate="trial %{customdata[0]}<br>"
                 f"{label(x_metric)} %{{x:.3f}}<br>{label(y_metric)} %{{y:.3f}}<br>"
                 "P(nd) %{customdata[1]:.2f}<extra></extra>",
-                **errors,
             )
         )
+    figure.add_traces([*bars, *points])
     if analysis.knee is not None:
         row = np.flatnonzero(numbers == analysis.knee)
         if row.size:
@@ -341,34 +430,54 @@ def objective_figure(
                 )
             )
     # Fixed ranges: the shaded regions reach far beyond the data and would stretch autorange.
+    fit = {"include_intervals": bool(bars), "include_reference": include_reference}
     return _layout(
         figure,
         f"{label(y_metric)} against {label(x_metric)}",
         xaxis={
             "title": f"{x_metric} ({_direction(data.directions[i])})",
-            "range": _axis_range(analysis, i),
+            "range": objective_axis_range(analysis, i, **fit),
         },
         yaxis={
             "title": f"{y_metric} ({_direction(data.directions[j])})",
-            "range": _axis_range(analysis, j),
+            "range": objective_axis_range(analysis, j, **fit),
         },
     )
 
 
-def _axis_range(analysis: FrontAnalysis, index: int) -> list[float]:
-    """The data with its intervals and the reference point, padded by 5%."""
-    parts = [analysis.values[:, index], analysis.low[:, index], analysis.high[:, index]]
-    parts.append(np.array([analysis.reference.point[index]]))
-    for constraint in analysis.data.loaded.config.constraints:
-        if constraint.metric == analysis.data.metrics[index]:
-            parts.append(np.array([constraint.bound]))
+AXIS_PADDING: Final = 0.05
+"""Share of the span added on each side of an objective axis: room for the markers (the
+knee's star is 18 px) at the edges."""
+
+
+def objective_axis_range(
+    analysis: FrontAnalysis,
+    index: int,
+    *,
+    include_intervals: bool = True,
+    include_reference: bool = False,
+) -> list[float]:
+    """The range of objective ``index`` on the objective-space axes: what is drawn (the
+    trials' values, and their 95% intervals when ``include_intervals``), padded by
+    :data:`AXIS_PADDING` of its span on each side. With ``include_reference``, also the
+    reference point and the bounds of constraints on the metric: thresholds usually lie far
+    from the data (a user-involvement threshold of 1 for rates near 0.05) and would leave
+    the trials in a corner, so they are shown on request."""
+    parts = [analysis.values[:, index]]
+    if include_intervals:
+        parts += [analysis.low[:, index], analysis.high[:, index]]
+    if include_reference:
+        parts.append(np.array([analysis.reference.point[index]]))
+        for constraint in analysis.data.loaded.config.constraints:
+            if constraint.metric == analysis.data.metrics[index]:
+                parts.append(np.array([constraint.bound]))
     finite = np.concatenate(parts)
     finite = finite[np.isfinite(finite)]
     if finite.size == 0:
         return [0.0, 1.0]
     low, high = float(finite.min()), float(finite.max())
-    pad = 0.05 * (high - low) if high > low else 0.05 * max(abs(low), 1.0)
-    return [low - pad, high + pad]
+    span = high - low if high > low else max(abs(low), 1.0)
+    return [low - AXIS_PADDING * span, high + AXIS_PADDING * span]
 
 
 def _direction(direction: str) -> str:

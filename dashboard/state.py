@@ -32,6 +32,9 @@ SWEEP_KEY: Final = "sweep"
 DRAWS_KEY: Final = "draws"
 SEED_KEY: Final = "resample_seed"
 DEFAULT_DRAWS: Final = 1000
+NOT_RECORDED: Final = "-"
+"""What a table cell or a metric shows for a value the run did not record (Streamlit's own
+placeholder for a missing cell is the word "None")."""
 T = TypeVar("T")
 
 

@@ -191,6 +191,37 @@ def test_a_busy_port_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "--port" in err
 
 
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_a_workspace_that_is_not_a_folder_is_refused_and_nothing_is_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    typo = tmp_path / "typo"
+    if kind == "file":
+        typo.write_text("not a workspace\n")
+    before = sorted(tmp_path.rglob("*"))
+    status = main(["dashboard", "--workspace", str(typo)])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert str(typo) in lines[0]
+    assert ("does not exist" if kind == "missing" else "is not a folder") in lines[0]
+    assert "--workspace" in lines[0]
+    assert "Traceback" not in captured.err
+    assert sorted(tmp_path.rglob("*")) == before  # the folder was not created
+
+
+def test_the_default_workspace_must_exist_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BAO_PARETO_HOME", raising=False)
+    assert main(["dashboard"]) == 2
+    assert "bao-runs" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_bad_reference_table_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

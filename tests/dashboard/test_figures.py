@@ -10,7 +10,7 @@ import pytest
 
 from analysis.frontier import envelope, pass_curves
 from analysis.loader import SweepData
-from analysis.report import analyse_front
+from analysis.report import FrontAnalysis, analyse_front
 from dashboard import figures
 from tests.analysis.builders import made_sweep, sweep_config, trial_row
 
@@ -90,10 +90,44 @@ def test_frontier_groups_agents_that_never_answer_and_published_results() -> Non
     names = [trace.name for trace in figure.data]
     assert "never answer (1: trials 4)" in names
     assert "trial 4" not in names
-    published = [t for t in figure.data if t.legendgroup == "published"]
-    assert len(published) == 2
-    assert [t.showlegend for t in published] == [True, False]
-    assert published[0].name == "published results (2 models)"
+    published = [t for t in figure.data if t.legend == "legend2"]
+    assert [t.name for t in published] == ["A", "B"]
+    assert list(published[0].x) == [1, 2]
+
+
+def test_published_models_are_told_apart_in_a_legend_grouped_by_family() -> None:
+    data = sweep(POINTS)
+    curves = pass_curves(data)
+    models = {
+        "commercial": ["G1", "G2", "G3"],
+        "open_source_raw": ["Q1", "Q2"],
+        "fine_tuned": [f"F{i}" for i in range(12)],  # more than the shapes: open variants
+    }
+    references = pd.DataFrame(
+        [
+            {"model": model, "group": group, "k": k, "pass_rate": 0.1 + 0.01 * k}
+            for group, names in models.items()
+            for model in names
+            for k in (1, 2)
+        ]
+    )
+    figure = figures.frontier_figure(curves, envelope(data, curves), [1], references=references)
+    published = [t for t in figure.data if t.legend == "legend2"]
+    assert [t.name for t in published] == [m for names in models.values() for m in names]
+    assert all(t.showlegend is not False for t in published)  # one legend entry per model
+    by_family = {
+        group: [t for t in published if t.name in names] for group, names in models.items()
+    }
+    for group, traces in by_family.items():
+        assert {t.legendgroup for t in traces} == {f"published: {group}"}
+        assert {t.legendgrouptitle.text for t in traces} == {group.replace("_", " ")}
+        assert len({t.marker.color for t in traces}) == 1  # a family shares its colour
+    colours = [traces[0].marker.color for traces in by_family.values()]
+    assert len(set(colours)) == len(colours)
+    looks = [(t.marker.symbol, t.marker.color) for t in published]
+    assert len(set(looks)) == len(published)  # no two models look alike
+    assert figure.layout.legend2.groupclick == "toggleitem"
+    assert figure.layout.height >= 21 * (len(published) + 2 * len(models))  # room for it
 
 
 def test_frontier_without_intervals_has_no_error_bars_or_band() -> None:
@@ -126,7 +160,7 @@ def test_the_front_line_turns_at_the_dominated_corner(
     data = sweep(POINTS, objectives)
     analysis = analyse_front(data, n_draws=50)
     figure = figures.objective_figure(analysis, "eval/score", "eval/user_involvement_rate")
-    front = next(t for t in figure.data if t.name.startswith("Pareto front"))
+    front = next(t for t in figure.data if t.name.startswith("Pareto front ("))
     assert front.line.shape == shape
     assert list(front.x) == sorted(front.x)
 
@@ -155,7 +189,70 @@ def test_objective_space_shades_the_violated_side_of_a_constraint() -> None:
         s.yref == "y" and s.y0 == 0.25 and s.y1 > 0.25 and s.x0 == 0 for s in figure.layout.shapes
     )
     assert any(t.name.startswith("infeasible") for t in figure.data)
-    assert figure.layout.yaxis.range[1] >= 1.0  # the reference point stays in view
+    widened = figures.objective_figure(
+        analysis, "eval/score", "eval/user_involvement_rate", include_reference=True
+    )
+    assert widened.layout.yaxis.range[1] >= 1.0  # the reference point on request
+    assert widened.layout.yaxis.range[0] <= 0.25 <= widened.layout.yaxis.range[1]
+
+
+def test_objective_axes_fit_the_trials_and_reach_the_reference_on_request() -> None:
+    # Involvement rates of 0.03..0.09 under a threshold of 1: the old axes spanned 0..1.
+    points = [(0.40, 0.09), (0.55, 0.05), (0.35, 0.03), (0.45, 0.06)]
+    analysis = analyse_front(sweep(points), n_draws=50)
+    for errors in (False, True):
+        figure = figures.objective_figure(
+            analysis, "eval/score", "eval/user_involvement_rate", show_errors=errors
+        )
+        for axis, column in (("xaxis", 0), ("yaxis", 1)):
+            drawn = [analysis.values[:, column]]
+            if errors:
+                drawn += [analysis.low[:, column], analysis.high[:, column]]
+            low = float(np.nanmin(np.concatenate(drawn)))
+            high = float(np.nanmax(np.concatenate(drawn)))
+            shown = figure.layout[axis].range
+            assert shown[0] <= low
+            assert high <= shown[1]
+            assert shown[1] - shown[0] <= 1.25 * (high - low)
+    assert (
+        figures.objective_figure(
+            analysis, "eval/score", "eval/user_involvement_rate", show_errors=False
+        ).layout.yaxis.range[1]
+        < 0.1
+    )
+    widened = figures.objective_figure(
+        analysis, "eval/score", "eval/user_involvement_rate", include_reference=True
+    )
+    assert widened.layout.xaxis.range[0] <= 0.0  # the score threshold
+    assert widened.layout.yaxis.range[1] >= 1.0  # the involvement threshold
+
+
+def test_error_bars_are_drawn_beneath_every_point() -> None:
+    analysis = analyse_front(sweep(POINTS), n_draws=50)
+    figure = figures.objective_figure(analysis, "eval/score", "eval/user_involvement_rate")
+    with_bars = [
+        i
+        for i, t in enumerate(figure.data)
+        if t.error_x.array is not None or t.error_y.array is not None
+    ]
+    points = [i for i, t in enumerate(figure.data) if t.marker.opacity != 0]
+    assert with_bars
+    assert max(with_bars) < min(points)  # later traces are drawn on top
+    for i in with_bars:  # the bars carry no visible point and no legend entry of their own
+        assert figure.data[i].showlegend is False
+        group = figure.data[i].legendgroup
+        assert any(figure.data[j].legendgroup == group for j in points)  # toggled with them
+    front = next(t for t in figure.data if t.name.startswith("Pareto front ("))
+    bars = next(t for t in figure.data if t.name == "Pareto front: 95% intervals")
+    assert list(bars.x) == list(front.x)
+    assert np.allclose(np.asarray(bars.error_y.array) + np.asarray(bars.y), sorted_high(analysis))
+
+
+def sorted_high(analysis: FrontAnalysis) -> np.ndarray:
+    """The front's upper interval ends of the y objective, in the front's x order."""
+    front = analysis.pareto
+    order = np.argsort(analysis.values[front, 0])
+    return np.asarray(analysis.high[front, 1][order])
 
 
 def test_objective_space_can_colour_by_p_nondominated() -> None:
@@ -163,7 +260,7 @@ def test_objective_space_can_colour_by_p_nondominated() -> None:
     figure = figures.objective_figure(
         analysis, "eval/score", "eval/user_involvement_rate", p_nondominated=True
     )
-    front = next(t for t in figure.data if t.name.startswith("Pareto front"))
+    front = next(t for t in figure.data if t.name.startswith("Pareto front ("))
     assert front.marker.colorscale is not None
     assert max(front.marker.color) <= 1
 

@@ -56,6 +56,7 @@ def built_command(
         raise ExecveCalledError(argv, env)
 
     monkeypatch.setattr(os, "execve", execve)  # dashboard.cli calls os.execve
+    workspace.mkdir(exist_ok=True)  # the dashboard refuses a missing workspace
     port = str(free_port())
     with pytest.raises(ExecveCalledError) as caught:
         main(["dashboard", "--workspace", str(workspace), "--port", port, *options])
@@ -127,6 +128,7 @@ def test_the_real_dashboard_listens_on_127_0_0_1_only(tmp_path: Path) -> None:
     port = free_port()
     entry = Path(sys.executable).parent / "bao-pareto"
     launcher = [str(entry)] if entry.is_file() else [sys.executable, "-m", "sweep.cli"]
+    (tmp_path / "ws").mkdir()
     command = [*launcher, "dashboard", "--workspace", str(tmp_path / "ws"), "--port", str(port)]
     environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_")}
     log = tmp_path / "dashboard.log"
@@ -213,7 +215,7 @@ def test_a_sweep_in_the_url_outside_the_workspace_is_never_opened(
     with opened_files() as opened:
         app.run()
         for page in ("frontier", "trial"):
-            app.switch_page(f"pages/{page}.py").run()
+            app.switch_page(f"views/{page}.py").run()
             assert not app.exception, [e.value for e in app.exception]
     assert not app.exception, [e.value for e in app.exception]
     assert app.session_state["sweep"] == "made"  # the workspace's own sweep instead

@@ -1,5 +1,7 @@
 """The dashboard in a real browser: every page renders its charts with no error, offline, and
-registering variants from the Deploy page reaches the MLflow registry.
+registering variants from the Deploy page reaches the MLflow registry; a deep link works as the
+first page a fresh server sees; what the pages draw is readable (published models told apart,
+objective axes that fit the trials, no "None" cells).
 
 It starts ``bao-pareto dashboard`` on the session's sim workspace and drives Debian's chromium
 (``/usr/bin/chromium``, installed by apt in CI) with Playwright. Without the browser the test
@@ -9,6 +11,7 @@ Full-page screenshots go to ``$BAO_PARETO_ARTIFACTS`` (else the test's temporary
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import socket
@@ -25,10 +28,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from dashboard.state import NOT_RECORDED
 from tests.conftest import REPO_ROOT
+from tests.dashboard.workspaces import OBJECTIVES
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page, ViewportSize
+    from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, ViewportSize
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -136,6 +141,82 @@ CONTENT_HEIGHT = """
 """
 
 
+# Streamlit's dataframes are drawn on canvases (glide-data-grid): the text a user reads there
+# is in no DOM node, so every string drawn is recorded per canvas.
+CANVAS_TEXT_SCRIPT = """
+(() => {
+  window.__baoDrawnText = new WeakMap();
+  const fillText = CanvasRenderingContext2D.prototype.fillText;
+  CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {
+    const drawn = window.__baoDrawnText;
+    if (!drawn.has(this.canvas)) drawn.set(this.canvas, new Set());
+    drawn.get(this.canvas).add(String(text));
+    return fillText.call(this, text, ...rest);
+  };
+})();
+"""
+
+# The cell texts each dataframe of the page drew, one list per dataframe.
+DATAFRAME_TEXTS = """
+() => Array.from(document.querySelectorAll('[data-testid="stDataFrame"]'), (frame) => {
+  const texts = new Set();
+  for (const canvas of frame.querySelectorAll('canvas')) {
+    for (const text of window.__baoDrawnText.get(canvas) || []) texts.add(text);
+  }
+  return Array.from(texts);
+})
+"""
+
+# The published-results legend of the first chart as a reader sees it: its entries in order
+# (family titles and models), and each model's marker (shape and fill).
+PUBLISHED_LEGEND = """
+() => {
+  const plot = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+  const legend = plot && plot.querySelector('g.legend2');
+  if (!legend) return null;
+  return Array.from(legend.querySelectorAll('g.traces'), (entry) => {
+    const point = entry.querySelector('path.scatterpts');
+    return {
+      text: entry.querySelector('text').textContent,
+      marker: point ? `${point.getAttribute('d')} ${point.style.fill}` : null,
+    };
+  });
+}
+"""
+
+# The objective chart (the page's first): its axis ranges, the values it plots as points, the
+# ends of its error bars, and the trace order (later traces are drawn on top).
+OBJECTIVE_CHART = """
+() => {
+  const plot = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+  const ends = (trace, axis) => {
+    const bars = trace[`error_${axis}`];
+    const values = Array.from(trace[axis] || []);  // plotly keeps numbers in typed arrays
+    if (!bars || bars.visible === false || !bars.array) return [];
+    return values.flatMap((v, i) => [v + bars.array[i], v - (bars.arrayminus || bars.array)[i]]);
+  };
+  return {
+    x_range: plot._fullLayout.xaxis.range,
+    y_range: plot._fullLayout.yaxis.range,
+    traces: plot._fullData.map((trace) => ({
+      name: trace.name,
+      points: trace.marker && trace.marker.opacity !== 0,
+      bars: ends(trace, 'x').length > 0 || ends(trace, 'y').length > 0,
+      x: Array.from(trace.x || []),
+      y: Array.from(trace.y || []),
+      x_ends: ends(trace, 'x'),
+      y_ends: ends(trace, 'y'),
+    })),
+  };
+}
+"""
+
+# A page opened at its own path makes the frontend look for the server under that path first
+# (/frontier/_stcore/health, then /_stcore/health): those two 404s are Streamlit finding its
+# base path, not errors of the app.
+BASE_PATH_PROBE = re.compile(r"^/[^/]+/_stcore/(health|host-config)$")
+
+
 @dataclass
 class BrowserLog:
     """What the browser reported over the whole session."""
@@ -143,19 +224,22 @@ class BrowserLog:
     console_errors: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
     outside_requests: list[str] = field(default_factory=list)
+    base_path_probes: list[str] = field(default_factory=list)
 
     def watch(self, page: Page) -> None:
-        page.on(
-            "console",
-            lambda message: (
-                self.console_errors.append(f"{message.text} ({message.location})")
-                if message.type == "error"
-                else None
-            ),
-        )
+        page.on("console", self._console)
         page.on("pageerror", lambda error: self.page_errors.append(str(error)))
         page.on("request", lambda request: self._check_url(request.url))
         page.on("websocket", lambda websocket: self._check_url(websocket.url))
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type != "error":
+            return
+        url = str(message.location.get("url", ""))
+        if "404" in message.text and BASE_PATH_PROBE.match(urlsplit(url).path):
+            self.base_path_probes.append(url)
+        else:
+            self.console_errors.append(f"{message.text} ({message.location})")
 
     def _check_url(self, url: str) -> None:
         parts = urlsplit(url)
@@ -299,6 +383,7 @@ def wait_for_idle(page: Page, title: str, runs_before: int) -> None:
 
 def open_page(page: Page, check: PageCheck) -> None:
     """Click the page's link in the sidebar navigation, as a user does."""
+    page.evaluate("window.__baoDrawnText = new WeakMap()")  # only this page's tables count
     before = finished_runs(page)
     link = page.locator(f'[data-testid="stSidebarNav"] a:has(span[label="{check.title}"])')
     link.click()
@@ -325,6 +410,109 @@ def assert_rendered(page: Page, check: PageCheck) -> None:
     assert frames.count() >= check.dataframes, (
         f"{check.title}: expected {check.dataframes} dataframes, found {frames.count()}"
     )
+
+
+def sidebar_links(page: Page) -> list[str]:
+    links = page.locator('[data-testid="stSidebarNav"] a span[label]')
+    return [
+        str(label)
+        for label in links.evaluate_all("spans => spans.map((s) => s.getAttribute('label'))")
+    ]
+
+
+def published_models(gym: str) -> dict[str, list[str]]:
+    """The reference table's models of ``gym`` by family (its ``group`` column), in the
+    table's order: read from the CSV itself, not through the code under test."""
+    families: dict[str, list[str]] = {}
+    with REFERENCE_TABLE.open(newline="") as table:
+        for row in csv.DictReader(table):
+            if row["gym"] == gym:
+                families.setdefault(row["group"], []).append(row["model"])
+    return families
+
+
+def assert_published_results_told_apart(page: Page) -> None:
+    """The Frontier's published models each have a legend entry under their family's title,
+    and no two models share a marker (shape and colour)."""
+    entries = page.evaluate(PUBLISHED_LEGEND)
+    assert entries, "the Frontier has no legend of published results"
+    families = published_models("function_gym")  # the page's default gym
+    expected = [
+        text for family, models in families.items() for text in (family.replace("_", " "), *models)
+    ]
+    assert [entry["text"] for entry in entries] == expected
+    models = {model for members in families.values() for model in members}
+    markers = [entry["marker"] for entry in entries if entry["text"] in models]
+    assert None not in markers, entries
+    assert len(set(markers)) == len(models), markers
+
+
+def assert_objective_axes(page: Page, *, with_reference: bool) -> None:
+    """The objective chart's axes hold everything it draws (points and error bars) and fit it
+    (at most a quarter wider than the drawn span), unless ``with_reference``: then they reach
+    the reference point too. Every error bar is drawn before (beneath) every dominated point."""
+    chart = page.evaluate(OBJECTIVE_CHART)
+    traces = chart["traces"]
+    for index, axis in enumerate(("x", "y")):
+        drawn = [v for trace in traces for v in trace[axis] + trace[f"{axis}_ends"]]
+        low, high = min(drawn), max(drawn)
+        shown_low, shown_high = sorted(chart[f"{axis}_range"])
+        where = f"{axis} axis [{shown_low:.4f}, {shown_high:.4f}], drawn [{low:.4f}, {high:.4f}]"
+        assert shown_low <= low, f"something drawn is cut off: {where}"
+        assert high <= shown_high, f"something drawn is cut off: {where}"
+        threshold = float(OBJECTIVES[index]["threshold"])  # type: ignore[arg-type]
+        if with_reference:
+            assert shown_low <= threshold <= shown_high, f"reference {threshold}: {where}"
+        else:
+            assert shown_high - shown_low <= 1.25 * (high - low), f"axis wider than drawn: {where}"
+    bars = [i for i, trace in enumerate(traces) if trace["bars"]]
+    dominated = [
+        i
+        for i, trace in enumerate(traces)
+        if trace["points"] and str(trace["name"]).startswith(("dominated", "infeasible"))
+    ]
+    assert bars, [trace["name"] for trace in traces]
+    assert dominated, [trace["name"] for trace in traces]
+    assert max(bars) < min(dominated), "error bars are drawn over dominated points: " + ", ".join(
+        f"{i}: {trace['name']}" for i, trace in enumerate(traces)
+    )
+
+
+def check_objective_axes(page: Page) -> None:
+    assert_objective_axes(page, with_reference=False)
+    before = finished_runs(page)
+    toggle = page.locator('[data-testid="stCheckbox"] label')
+    toggle.filter(has_text="include the reference point").click()  # the label, as users click
+    wait_for_idle(page, "Objective space", before)
+    page.wait_for_function(CHARTS_DRAWN, arg=1, timeout=CHART_TIMEOUT_MS)
+    assert_objective_axes(page, with_reference=True)
+
+
+def assert_no_none_cells(page: Page) -> None:
+    """No table of the page shows the word "None"; a metric logged without an interval shows
+    the placeholder in its low and high cells."""
+    tables = page.evaluate(DATAFRAME_TEXTS)
+    evaluation = [texts for texts in tables if "eval/pass_at_u_1" in texts]
+    assert evaluation, f"no table drew the evaluation metrics: {tables}"
+    shown = [texts for texts in tables if "None" in texts]
+    assert not shown, f"tables show the word None: {shown}"
+    assert "eval/mean_turns" in evaluation[0]  # logged without an interval
+    assert NOT_RECORDED in evaluation[0], evaluation[0]
+
+
+def launch(playwright: Playwright, chromium: Path) -> Browser:
+    return playwright.chromium.launch(
+        executable_path=str(chromium),
+        headless=True,
+        args=["--no-sandbox", "--disable-background-networking"],
+    )
+
+
+def assert_quiet(log: BrowserLog, dashboard: Dashboard) -> None:
+    assert not log.outside_requests, f"requests left this machine: {log.outside_requests}"
+    assert not log.page_errors, f"uncaught errors in the page: {log.page_errors}"
+    assert not log.console_errors, f"console errors: {log.console_errors}"
+    assert "Traceback" not in server_output(dashboard.log), server_output(dashboard.log)
 
 
 def screenshot(page: Page, path: Path) -> None:
@@ -372,17 +560,13 @@ def test_dashboard_in_a_browser(chromium: Path, dashboard: Dashboard, screenshot
     print(f"\ndashboard screenshots: {screenshots}")
     log = BrowserLog()
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(chromium),
-            headless=True,
-            args=["--no-sandbox", "--disable-background-networking"],
-        )
+        browser = launch(playwright, chromium)
         try:
             page = browser.new_page(viewport=VIEWPORT)
             log.watch(page)
             page.add_init_script(RUN_COUNTER_SCRIPT)
-            # The root only: a deep URL (/frontier) makes the frontend probe
-            # /frontier/_stcore/health; users arrive at the root and click.
+            page.add_init_script(CANVAS_TEXT_SCRIPT)
+            # The root, then a click per page as a user goes (deep links: the test below).
             page.goto(dashboard.url + "/")
             wait_for_idle(page, "Sweeps", 0)
             sweep = page.locator('[data-testid="stSidebar"]').get_by_role("combobox", name="Sweep")
@@ -394,6 +578,12 @@ def test_dashboard_in_a_browser(chromium: Path, dashboard: Dashboard, screenshot
                     if check.title != "Sweeps":
                         open_page(page, check)
                     assert_rendered(page, check)
+                    if check.title == "Frontier" and REFERENCE_TABLE.is_file():
+                        assert_published_results_told_apart(page)
+                    if check.title == "Objective space":
+                        check_objective_axes(page)
+                    if check.title == "Trial detail":
+                        assert_no_none_cells(page)
                     if check.title == "Deploy":
                         message = register_from_deploy(page)
                         assert_rendered(page, check)
@@ -414,7 +604,47 @@ def test_dashboard_in_a_browser(chromium: Path, dashboard: Dashboard, screenshot
         version = client.get_model_version_by_alias("bao-pareto-tiny-a", alias)
         assert version.name == "bao-pareto-tiny-a"
 
-    assert not log.outside_requests, f"requests left this machine: {log.outside_requests}"
-    assert not log.page_errors, f"uncaught errors in the page: {log.page_errors}"
-    assert not log.console_errors, f"console errors: {log.console_errors}"
-    assert "Traceback" not in server_output(dashboard.log), server_output(dashboard.log)
+    assert not log.base_path_probes, log.base_path_probes  # opened at the root
+    assert_quiet(log, dashboard)
+
+
+# A deep link per kind of page: one naming its sweep, two taking the first sweep.
+DEEP_LINKS = [
+    ("/frontier?sweep=tiny-b", "Frontier", "tiny-b"),
+    ("/objectives", "Objective space", "tiny-a"),
+    ("/deploy", "Deploy", "tiny-a"),
+]
+
+
+@pytest.mark.parametrize(("path", "title", "sweep"), DEEP_LINKS, ids=str)
+def test_a_deep_link_works_as_the_first_page_of_a_fresh_server(
+    chromium: Path, dashboard: Dashboard, screenshots: Path, *, path: str, title: str, sweep: str
+) -> None:
+    """Each run starts its own server (the ``dashboard`` fixture), so the link is the first
+    page that server runs: Streamlit must already use the app's navigation and sidebar."""
+    from playwright.sync_api import sync_playwright
+
+    check = next(entry for entry in PAGES if entry.title == title)
+    log = BrowserLog()
+    with sync_playwright() as playwright:
+        browser = launch(playwright, chromium)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            log.watch(page)
+            page.add_init_script(RUN_COUNTER_SCRIPT)
+            page.goto(dashboard.url + path)
+            try:
+                wait_for_idle(page, title, 0)
+                assert sidebar_links(page) == [entry.title for entry in PAGES]
+                sidebar = page.locator('[data-testid="stSidebar"]')
+                assert sidebar.get_by_role("combobox", name="Sweep").input_value() == sweep
+                assert f"sweep={sweep}" in page.url
+                assert page.get_by_text("No sweep in").count() == 0
+                assert_rendered(page, check)
+            except Exception:
+                screenshot(page, screenshots / f"deep-link-{check.slug}-failed.png")
+                raise
+            screenshot(page, screenshots / f"deep-link-{check.slug}.png")
+        finally:
+            browser.close()
+    assert_quiet(log, dashboard)

@@ -146,7 +146,7 @@ def test_a_two_trial_verl_sweep_trains_on_cpu(
     app = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=180)
     app.run()
     assert not app.exception, [e.value for e in app.exception]
-    app.switch_page("pages/trial.py").run()
+    app.switch_page("views/trial.py").run()
     assert not app.exception, [e.value for e in app.exception]
     assert not app.error, [e.value for e in app.error]
     assert any("eval/pass_at_u_1" in set(frame.value.get("metric", [])) for frame in app.dataframe)

@@ -34,11 +34,17 @@ if not analysis.reference.governed:
 if len(metrics) == 1:
     st.info("One objective: there is no trade-off to draw; the table below ranks the trials.")
 else:
-    controls = st.columns(4)
-    x_metric = controls[0].selectbox("x axis", metrics, index=0)
-    y_metric = controls[1].selectbox("y axis", [m for m in metrics if m != x_metric], index=0)
-    colour = controls[2].toggle("colour by P(non-dominated)")
-    errors = controls[3].toggle("error bars", value=True)
+    axes = st.columns(2)
+    x_metric = axes[0].selectbox("x axis", metrics, index=0)
+    y_metric = axes[1].selectbox("y axis", [m for m in metrics if m != x_metric], index=0)
+    toggles = st.columns(3)
+    colour = toggles[0].toggle("colour by P(non-dominated)")
+    errors = toggles[1].toggle("error bars", value=True)
+    reference = toggles[2].toggle(
+        "include the reference point",
+        help="widen the axes to the reference point and the constraint bounds; by default "
+        "they fit the trials",
+    )
     figure = state.cached_figure(
         (
             "objectives",
@@ -50,15 +56,27 @@ else:
             y_metric,
             colour,
             errors,
+            reference,
         ),
         lambda: figures.objective_figure(
-            analysis, x_metric, y_metric, show_errors=errors, p_nondominated=colour
+            analysis,
+            x_metric,
+            y_metric,
+            show_errors=errors,
+            p_nondominated=colour,
+            include_reference=reference,
         ),
     )
     st.plotly_chart(figure, key="objective_chart")
+    point = ", ".join(
+        f"{metric}={value:g}"
+        for metric, value in zip(metrics, analysis.reference.point, strict=True)
+    )
     st.caption(
         "Shaded: worse than the reference point (no hypervolume) or violating a constraint. "
-        "Error bars: 95% intervals of the resampled evaluations."
+        "Error bars: 95% intervals of the resampled evaluations (drawn beneath the points). "
+        f"The axes fit the trials and their intervals; *include the reference point* widens "
+        f"them to the reference point ({point}) and the constraint bounds."
     )
     if len(metrics) >= 3 and st.toggle("3-D view"):
         st.plotly_chart(figures.objective_3d_figure(analysis), key="objective_3d_chart")

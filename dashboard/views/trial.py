@@ -43,7 +43,7 @@ facts = st.columns(4)
 facts[0].metric("state", str(row["state"]))
 duration = row.get("duration_s")
 known = isinstance(duration, float) and math.isfinite(duration)
-facts[1].metric("duration", f"{duration:.0f} s" if known else "-")
+facts[1].metric("duration", f"{duration:.0f} s" if known else state.NOT_RECORDED)
 facts[2].metric("seeds", int(row.get("n_seeds", 0)))
 facts[3].metric("attempt", int(row.get("attempt", 1)))
 if row["state"] == "FAIL":
@@ -58,7 +58,13 @@ with left:
     st.subheader("Parameters")
     params = {path: row[f"params.{path}"] for path in data.loaded.config.search_space}
     st.dataframe(
-        pd.DataFrame({"parameter": list(params), "value": [str(v) for v in params.values()]}),
+        pd.DataFrame(
+            {
+                "parameter": list(params),
+                # A parameter the trial did not sample (a conditional one) reads as missing.
+                "value": [state.NOT_RECORDED if pd.isna(v) else str(v) for v in params.values()],
+            }
+        ),
         hide_index=True,
     )
     runs = records.seed_runs(data, number)
@@ -78,8 +84,16 @@ with right:
         st.dataframe(
             metrics,
             hide_index=True,
+            placeholder=state.NOT_RECORDED,
             column_config={
-                c: st.column_config.NumberColumn(format="%.4f") for c in ("value", "low", "high")
+                "value": st.column_config.NumberColumn(format="%.4f"),
+                **{
+                    bound: st.column_config.NumberColumn(
+                        format="%.4f",
+                        help="95% interval of the value, where the run logged one (pass rates)",
+                    )
+                    for bound in ("low", "high")
+                },
             },
         )
 
@@ -137,6 +151,7 @@ index = st.selectbox(
 st.dataframe(
     records.turn_table(episodes[index]),
     hide_index=True,
+    placeholder=state.NOT_RECORDED,
     column_config={
         "content": st.column_config.TextColumn(width="medium"),
         "observation": st.column_config.TextColumn(width="large"),
