@@ -132,7 +132,10 @@ def _sweep(args: argparse.Namespace, *, leader: bool) -> int:
             raise KeyboardInterrupt  # a second Ctrl-C: stop waiting for the runs to close
         runner.stop()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # A closed terminal (SIGHUP) stops the sweep as Ctrl-C does: its trials are interrupted,
+    # not left to go stale (docs/reliability.md, scenario 2).
+    stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, on_signal) for sig in stop_signals}
     try:
         if display:
             with display:

@@ -229,7 +229,7 @@ class SweepSession:
 
     def _close_run(self, run_id: str, failure: TrialError) -> None:
         # KILLED: the user stopped it; FAILED: it broke, or the process running it died.
-        status = "KILLED" if failure.code == "interrupted" else "FAILED"
+        status = "KILLED" if failure.code == stopping.INTERRUPTED_CODE else "FAILED"
         try:
             self.tracker.set_tag(run_id, records.TAG_FAILURE_REASON, str(failure)[:5000])
             self.tracker.set_terminated(run_id, status=status)
@@ -293,8 +293,9 @@ class SweepSession:
                 self._close_run(run_id, failure)
             return
         # The retry is queued before the attempt is marked failed, so a pymoo generation
-        # never looks finished in between. An MLflow outage does not use up an attempt.
-        counted = failure.code != stopping.TRACKING_CODE
+        # never looks finished in between. An MLflow outage or a stop of the sweep does not
+        # use up an attempt: the same parameter set runs again on resume.
+        counted = stopping.counts_as_failure(failure.code)
         self._enqueue_retry(trial.number, dict(trial.params), attrs, counted=counted)
         trial.set_user_attr(records.ATTR_REASON, str(failure))
         from optuna.trial import TrialState
