@@ -304,7 +304,7 @@ class SweepSession:
             self.study.study.tell(trial, state=TrialState.FAIL)
         if run_id:
             self._close_run(run_id, failure)
-        self._emit(f"trial {trial.number} failed ({failure.code})")
+        self._emit(f"trial {trial.number} failed: {first_line(failure)[:300]}")
 
     def _recover_stale(self) -> None:
         """Fails and requeues RUNNING trials whose owner is gone or silent past the lease."""
