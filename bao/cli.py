@@ -183,7 +183,7 @@ def _train(args: argparse.Namespace) -> int:
                 fix="lower trainer.tasks_per_iteration or add training tasks",
             )
     workspace = resolve_workspace(args.workspace)
-    client = mlflow_client(workspace)
+    client = mlflow_client(workspace, writing=True)
     resolved = config.model_dump(mode="json")
     with training_run(
         client, workspace, name=config.name, seed=config.seed, backend=config.backend

@@ -118,10 +118,21 @@ class SweepSession:
         """Opens (or creates) the study, the manifest and the sweep's MLflow run."""
         from filelock import Timeout
 
-        from bao.tracking import experiment_id, mlflow_client, tracking_uri, workspace_lock
+        from bao.tracking import (
+            check_tracking_store,
+            experiment_id,
+            mlflow_client,
+            tracking_uri,
+            workspace_lock,
+        )
 
+        # Both stores are checked before anything is written: a damaged mlflow.db or
+        # optuna.db is one line with every file as it was (docs/reliability.md).
+        self.tracking_uri = self.config.tracking_uri or tracking_uri(self.workspace)
+        check_tracking_store(self.workspace, self.tracking_uri)
         with workspace_lock(self.workspace):  # concurrent starters create tables once
             self.study = open_study(self.loaded, self.workspace, self.driver.sampler())
+        self.client = mlflow_client(self.workspace, self.tracking_uri, writing=True)
         existing = len(self.study.trials())
         if existing or not self.leader:
             # Same seed, same proposals holds for a sweep run start to finish by one
@@ -139,8 +150,6 @@ class SweepSession:
         if self.loaded.train_config:
             write_atomically(train_path, yaml.safe_dump(self.loaded.train_config, sort_keys=False))
         self.backend = make_backend(self.loaded, train_path, self.workspace)
-        self.tracking_uri = self.config.tracking_uri or tracking_uri(self.workspace)
-        self.client = mlflow_client(self.workspace, self.tracking_uri)
         outbox = self.folder / records.OUTBOX_FILE
         self.tracker = Tracker(self.client, outbox, self.config.tracking_patience)
         try:

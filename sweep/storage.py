@@ -22,6 +22,7 @@ import yaml
 from bao.configuration import ConfigError
 from bao.errors import first_line
 from bao.records import MANIFEST_FILE, OPTUNA_DB, STUDY_FINGERPRINT, SWEEPS, sweep_folder
+from bao.stores import check_sqlite_file
 
 if TYPE_CHECKING:
     import optuna
@@ -82,7 +83,14 @@ def open_storage(url: str) -> BaseStorage:
         url = _with_installed_driver(url)
         engine_kwargs: dict[str, Any] = {}
         if url.startswith("sqlite:"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            database = Path(url.removeprefix("sqlite:///"))
+            check_sqlite_file(
+                database,
+                what="the Optuna storage",
+                fix="restore it from a backup or a copy of the workspace (it holds the sweep's "
+                "trials); to start the sweep over, give it a new name (--set name=...)",
+            )
+            database.parent.mkdir(parents=True, exist_ok=True)
             engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
         else:
             engine_kwargs["pool_pre_ping"] = True  # servers drop idle connections
@@ -93,10 +101,16 @@ def open_storage(url: str) -> BaseStorage:
             fix="check the storage URL and that its database driver is installed "
             "(PostgreSQL: pip install 'bao-pareto[postgres]')",
         ) from None
+    except ConfigError:
+        raise
     except Exception as error:  # SQLAlchemy's OperationalError and friends
+        local = url.startswith(("sqlite:", "journal:"))
         raise ConfigError(
             f"cannot open the Optuna storage {url!r} ({first_line(error)})",
-            fix="check that the database server is up and the URL's credentials",
+            fix="check that the file and its folder are readable and writable, or restore the "
+            "file from a backup"
+            if local
+            else "check that the database server is up and the URL's credentials",
         ) from None
 
 
@@ -161,6 +175,14 @@ def open_study(
 
     config = loaded.config
     url = url or storage_url(loaded, workspace)
+    if not create and url.startswith("sqlite:///"):
+        database = Path(url.removeprefix("sqlite:///"))
+        if not database.is_file():  # SQLite would create it: reading writes nothing
+            raise ConfigError(
+                f"sweep {config.name!r} has a manifest but no Optuna storage: "
+                f"{str(database)!r} is missing",
+                fix="copy the whole workspace, sweeps/NAME/optuna.db included, or re-run the sweep",
+            )
     storage = open_storage(url)
     directions = [objective.direction for objective in config.objectives]
     try:
