@@ -168,7 +168,7 @@ def _train(args: argparse.Namespace) -> int:
             "config, which `train` validates before it starts anyway",
             fix="drop --dry-run",
         )
-    config = validate(SimConfig, raw, source=args.config)
+    config = validate(SimConfig, raw, source=args.config, overrides=args.overrides)
     # Tasks are loaded (and so validated) before the workspace is created and any run is
     # opened in MLflow: a bad task file leaves nothing behind.
     _check_task_paths(config.tasks, args.config)
@@ -209,7 +209,7 @@ def _train_verl(args: argparse.Namespace, raw: dict[str, object]) -> int:
     from bao.verl.config import VerlConfig
     from bao.verl.launch import printable
 
-    config = validate(VerlConfig, raw, source=args.config)
+    config = validate(VerlConfig, raw, source=args.config, overrides=args.overrides)
     _check_task_paths(config.tasks, args.config)
     if args.dry_run:
         from bao.verl.run import dry_run

@@ -495,6 +495,22 @@ CASES = [
         "fix the value",
     ),
     Case(
+        "train-sim-set-out-of-range-names-the-option",
+        lambda folder: ["train", str(sim_config(folder)), "--set", "shaping.user_lambda=-0.3"],
+        ("--set shaping.user_lambda=-0.3 (on ", "sim.yaml)", "'shaping.user_lambda'", "-0.3"),
+        "fix the value",
+    ),
+    Case(
+        "sweep-set-inverted-range-names-the-option",
+        lambda folder: [
+            "sweep",
+            str(sweep_config(folder)),
+            *("--set", "search_space.shaping.user_lambda.low=0.9"),
+        ],
+        ("--set search_space.shaping.user_lambda.low=0.9 (on ", "sweep.yaml)", "swap them"),
+        "fix the value",
+    ),
+    Case(
         "train-verl-unknown-key",
         _train_verl(rollout={"temprature": 0.7}),
         ("verl.yaml", "'rollout.temprature'"),
