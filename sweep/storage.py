@@ -211,12 +211,43 @@ def open_study(
         study.set_user_attr(STUDY_FINGERPRINT, fingerprint)
     elif stored != fingerprint:
         raise ConfigError(
-            f"sweep {config.name!r} already exists in {url} with a different search space, "
-            "objectives, driver or training config",
-            fix="give the changed sweep a new name (only n_trials, jobs, timeouts and retries "
-            "may change on resume)",
+            f"sweep {config.name!r} already exists in {url} with "
+            f"{config_differences(loaded, workspace)}",
+            fix="give the changed sweep a new name, e.g. --set name=" + f"{config.name}-2 "
+            "(only n_trials, jobs, timeouts and retries may change on resume)",
         )
     return SweepStudy(study=study, storage=storage, url=url)
+
+
+def config_differences(loaded: LoadedSweep, workspace: Path, shown: int = 3) -> str:
+    """What differs between ``loaded`` and the config the sweep of that name was started
+    with (its manifest): ``driver.algorithm 'tpe' there, 'nsga2' here``; the parts that
+    could differ when the manifest cannot be read."""
+    from bao.configuration import flatten
+    from sweep.config import SweepConfig
+
+    generic = "a different search space, objectives, driver or training config"
+    try:
+        _, manifest = _manifest_data(workspace, loaded.config.name)
+        before = flatten(SweepConfig.model_validate(manifest["config"]).identity())
+    except Exception:  # no manifest here (a shared storage), or an unreadable one
+        return generic
+    now = flatten(loaded.config.identity())
+    changed = sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
+    if not changed:
+        return generic
+    listed = "; ".join(
+        f"{key} {before.get(key, '(unset)')!r} there, {now.get(key, '(unset)')!r} here"
+        for key in changed[:shown]
+    )
+    more = f" and {len(changed) - shown} more" if len(changed) > shown else ""
+    return f"another config: {listed}{more}"
+
+
+def _manifest_data(workspace: Path, name: str) -> tuple[Path, Any]:
+    """The manifest's path and its parsed YAML (raises when it is missing or unreadable)."""
+    path = sweep_dir(workspace, name) / MANIFEST_FILE
+    return path, yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -263,7 +294,7 @@ def read_manifest(workspace: Path, name: str) -> tuple[LoadedSweep, str]:
     from pydantic import ValidationError
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        _, data = _manifest_data(workspace, name)
         loaded = LoadedSweep(
             config=SweepConfig.model_validate(data["config"]),
             source=data["source"],
