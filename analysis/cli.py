@@ -399,7 +399,7 @@ def _import(args: argparse.Namespace) -> int:
     )
     # Everything is checked before the run is opened: a bad dump leaves nothing behind.
     workspace = resolve_workspace(args.workspace)
-    client = mlflow_client(workspace)
+    client = mlflow_client(workspace, writing=True)
     seen = {t.task_id for t in dump.trajectories}
     run = client.create_run(
         experiment_id(client, args.experiment, workspace),

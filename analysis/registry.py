@@ -105,7 +105,7 @@ def _register(
     from bao.tracking import mlflow_client
 
     data = analysis.data
-    client = client or mlflow_client(workspace, data.tracking_uri)
+    client = client or mlflow_client(workspace, data.tracking_uri, writing=True)
     name = registered_model_name(data.name)
     _ensure_registered_model(client, name, data)
     front_hash = analysis.front_hash()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from bao.configuration import add_override_option
 from bao.metrics import DEFAULT_K_MAX, summarize
@@ -77,6 +77,17 @@ def run(command: str, argv: list[str]) -> int:
     return 0
 
 
+BASELINE_COLUMNS: Final = (
+    ("Score", "score", ".3f", "mean reward of a trajectory (solved within the turn budget)"),
+    ("UR", "user_involvement_rate", ".3f", "share of turns that ask the user (answer turns)"),
+    ("explore", "exploration_ratio", ".2f", "(action + search turns) / max(1, answer turns)"),
+    ("no-ans", "no_answer_rate", ".2f", "share of trajectories that never answer (collapse)"),
+    ("turns", "mean_turns", ".1f", "mean turns per trajectory"),
+)
+"""The metric columns of the ``baselines`` table: header, ``bao.metrics`` key, format, and
+the legend line printed under the table (docs/concepts.md, "Metrics")."""
+
+
 def _print_table(results: dict[str, dict[str, float]], n_tasks: int, k_max: int) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -87,23 +98,23 @@ def _print_table(results: dict[str, dict[str, float]], n_tasks: int, k_max: int)
     for k in ks:
         table.add_column(f"P@U-{k}", justify="right")
     table.add_column(f"P@U-{k_max} 95% CI", justify="right")
-    for column in ("Score", "UR", "explore", "no-ans", "turns"):
-        table.add_column(column, justify="right")
+    for header, *_ in BASELINE_COLUMNS:
+        table.add_column(header, justify="right")
     for name, m in results.items():
         cells = [f"{m[f'pass_at_u_{k}']:.3f}" for k in ks]
-        cells += [
-            f"{m[f'pass_at_u_{k_max}_lo']:.2f}-{m[f'pass_at_u_{k_max}_hi']:.2f}",
-            f"{m['score']:.3f}",
-            f"{m['user_involvement_rate']:.3f}",
-            f"{m['exploration_ratio']:.2f}",
-            f"{m['no_answer_rate']:.2f}",
-            f"{m['mean_turns']:.1f}",
-        ]
+        cells.append(f"{m[f'pass_at_u_{k_max}_lo']:.2f}-{m[f'pass_at_u_{k_max}_hi']:.2f}")
+        cells += [format(m[key], spec) for _, key, spec, _ in BASELINE_COLUMNS]
         table.add_row(name, *cells)
     console = Console()
     if not console.is_terminal:
         console = Console(width=120)  # piped output: do not squeeze to 80 columns
     console.print(table)
+    legend = [
+        "P@U-k: share of trajectories solved within their first k answer turns (Pass@U-k), "
+        "with its Wilson 95% interval",
+        *(f"{header}: {meaning} ({key})" for header, key, _, meaning in BASELINE_COLUMNS),
+    ]
+    console.print("\n".join(legend), highlight=False)
 
 
 # --------------------------------------------------------------------------------- train
@@ -168,7 +179,7 @@ def _train(args: argparse.Namespace) -> int:
             "config, which `train` validates before it starts anyway",
             fix="drop --dry-run",
         )
-    config = validate(SimConfig, raw, source=args.config)
+    config = validate(SimConfig, raw, source=args.config, overrides=args.overrides)
     # Tasks are loaded (and so validated) before the workspace is created and any run is
     # opened in MLflow: a bad task file leaves nothing behind.
     _check_task_paths(config.tasks, args.config)
@@ -183,7 +194,7 @@ def _train(args: argparse.Namespace) -> int:
                 fix="lower trainer.tasks_per_iteration or add training tasks",
             )
     workspace = resolve_workspace(args.workspace)
-    client = mlflow_client(workspace)
+    client = mlflow_client(workspace, writing=True)
     resolved = config.model_dump(mode="json")
     with training_run(
         client, workspace, name=config.name, seed=config.seed, backend=config.backend
@@ -209,7 +220,7 @@ def _train_verl(args: argparse.Namespace, raw: dict[str, object]) -> int:
     from bao.verl.config import VerlConfig
     from bao.verl.launch import printable
 
-    config = validate(VerlConfig, raw, source=args.config)
+    config = validate(VerlConfig, raw, source=args.config, overrides=args.overrides)
     _check_task_paths(config.tasks, args.config)
     if args.dry_run:
         from bao.verl.run import dry_run

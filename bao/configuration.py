@@ -125,14 +125,21 @@ def _deep_copy(data: Any) -> Any:
     return data
 
 
-def validate(model: type[ModelT], data: Mapping[str, Any], *, source: str) -> ModelT:
-    """Validates ``data`` into ``model``; the first problem becomes a one-line ConfigError."""
+def validate(
+    model: type[ModelT], data: Mapping[str, Any], *, source: str, overrides: Sequence[str] = ()
+) -> ModelT:
+    """Validates ``data`` into ``model``; the first problem becomes a one-line ConfigError.
+
+    ``data`` is ``source`` with ``overrides`` applied: a problem at a key an override set
+    names the ``--set`` option, not the file (where the value was not written)."""
     try:
         return model.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
         keys, _ = _walk(model, first["loc"])
         key = ".".join(keys) or "(top level)"
+        if keys:
+            source = _blamed(source, key, overrides)
         kind = first["type"]
         if kind == "extra_forbidden":
             allowed = _allowed_keys(model, first["loc"][:-1])
@@ -157,6 +164,16 @@ def validate(model: type[ModelT], data: Mapping[str, Any], *, source: str) -> Mo
         raise ConfigError(
             f"{source}: key {key!r}: {message}", value=first.get("input"), fix="fix the value"
         ) from None
+
+
+def _blamed(source: str, key: str, overrides: Sequence[str]) -> str:
+    """``--set KEY=VALUE (on SOURCE)`` when the last override touching ``key`` (the key
+    itself, a key inside it, or a section around it) set what failed; else ``source``."""
+    for override in reversed(overrides):
+        name = override.partition("=")[0].strip()
+        if key == name or key.startswith(f"{name}.") or name.startswith(f"{key}."):
+            return f"--set {override} (on {source})"
+    return source
 
 
 def _allowed_keys(model: type[BaseModel], path: Sequence[Any]) -> list[str]:

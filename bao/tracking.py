@@ -51,22 +51,61 @@ def tracking_uri(workspace: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workspace / records.MLFLOW_DB}"
 
 
-def mlflow_client(workspace: Path, uri: str | None = None) -> MlflowClient:
+def mlflow_client(
+    workspace: Path, uri: str | None = None, *, writing: bool = False
+) -> MlflowClient:
     """A client on the workspace's tracking store (quiet: no MLflow banners on stdout).
 
     The first use of a SQLite store creates and migrates its tables; processes that start
     together (a sweep's workers) would race on that, so it happens under a workspace lock.
+    A damaged SQLite file is one line before anything is opened. ``writing``: the caller
+    writes runs or artifacts, so a workspace that was moved or copied has its artifact
+    locations brought inside it first (:func:`bao.stores.relocate_artifacts`); readers
+    resolve them instead and never rewrite the database.
     """
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # Usage telemetry would try the network on every run; trials must not depend on it.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from mlflow.tracking import MlflowClient
 
+    from bao.stores import relocate_artifacts
+
     uri = uri or tracking_uri(workspace)
+    check_tracking_store(workspace, uri)
     if not uri.startswith("sqlite:"):
         return MlflowClient(tracking_uri=uri)
+    database = Path(uri.removeprefix("sqlite:///"))
     with workspace_lock(workspace):  # creating the client creates the tables
+        own = database.resolve() == (workspace / records.MLFLOW_DB).resolve()
+        if writing and own and relocate_artifacts(database, workspace):
+            _forget_artifact_repositories()
         return MlflowClient(tracking_uri=uri)
+
+
+def check_tracking_store(workspace: Path, uri: str | None = None) -> None:
+    """One line when the tracking store is a SQLite file that is damaged; reads only."""
+    from bao.stores import check_sqlite_file
+
+    uri = uri or tracking_uri(workspace)
+    if uri.startswith("sqlite:"):
+        check_sqlite_file(
+            Path(uri.removeprefix("sqlite:///")),
+            what="the MLflow database",
+            fix="restore it from a backup or a copy of the workspace, or move it aside to "
+            "start a new one (the sweeps' trials are kept apart, in sweeps/NAME/optuna.db)",
+        )
+
+
+def _forget_artifact_repositories() -> None:
+    """Drops MLflow's per-process cache of each run's artifact store (kept by run id in
+    ``mlflow.tracking._tracking_service.utils``): a process that wrote a run's artifacts
+    before the workspace's locations were rewritten (a test session, the dashboard) would
+    otherwise go on writing them where the workspace used to be."""
+    from mlflow.tracking._tracking_service import utils
+
+    cache = getattr(utils, "_artifact_repos_cache", None)
+    if cache is not None:
+        cache.clear()
 
 
 @contextmanager

@@ -369,7 +369,7 @@ def build_workspace(
     config = loaded.config
 
     workspace.mkdir(parents=True, exist_ok=True)
-    client = mlflow_client(workspace)
+    client = mlflow_client(workspace, writing=True)
     if client.get_experiment_by_name(name) is not None:
         raise WorkspaceExistsError(
             f"workspace {str(workspace)!r} already has an MLflow experiment named {name!r}",

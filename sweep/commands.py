@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import signal
+import sys
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -115,7 +116,7 @@ def _sweep(args: argparse.Namespace, *, leader: bool) -> int:
             f"--resume: no sweep named {loaded.config.name!r} in {str(workspace)!r}",
             fix="drop --resume to start it, or pass the workspace it ran in",
         )
-    display = None if args.json else _LiveDisplay(loaded)
+    display = None if args.json else _display(loaded)
     runner = SweepRunner(
         loaded,
         workspace,
@@ -134,7 +135,10 @@ def _sweep(args: argparse.Namespace, *, leader: bool) -> int:
             raise KeyboardInterrupt  # a second Ctrl-C: stop waiting for the runs to close
         runner.stop()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # A closed terminal (SIGHUP) stops the sweep as Ctrl-C does: its trials are interrupted,
+    # not left to go stale (docs/reliability.md, scenario 2).
+    stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, on_signal) for sig in stop_signals}
     try:
         if display:
             with display:
@@ -182,6 +186,36 @@ def _dry_run(loaded: LoadedSweep, args: argparse.Namespace) -> int:
     return 0
 
 
+def _display(loaded: LoadedSweep) -> _LiveDisplay | _PlainDisplay:
+    """A live view on a terminal; plain lines where stderr is a file, a pipe or a job log."""
+    from rich.console import Console
+
+    return _LiveDisplay(loaded) if Console(stderr=True).is_terminal else _PlainDisplay(loaded)
+
+
+class _PlainDisplay:
+    """One line per trial event and a summary every minute, on stderr (sweep/progress.py)."""
+
+    def __init__(self, loaded: LoadedSweep) -> None:
+        import threading
+
+        from sweep.progress import PlainProgress
+
+        self.lines = PlainProgress(loaded.config.name)
+        self.lock = threading.Lock()  # trials report from their own threads
+
+    def __enter__(self) -> _PlainDisplay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def update(self, progress: SweepProgress) -> None:
+        with self.lock:
+            for line in self.lines.lines(progress):
+                print(line, file=sys.stderr, flush=True)
+
+
 class _LiveDisplay:
     """A rich live view: trials done/running/failed, the ETA and the front so far."""
 
@@ -211,13 +245,10 @@ class _LiveDisplay:
         from rich.table import Table
         from rich.text import Text
 
+        from sweep.progress import summary_line
+
         config = self.loaded.config
-        eta = "?" if progress.eta_s is None else _duration(progress.eta_s)
-        line = Text(
-            f"{config.name}: {progress.complete}/{progress.n_trials} complete, "
-            f"{progress.running} running, {progress.waiting} queued, {progress.failed} failed"
-            f" | {_duration(progress.elapsed_s)} elapsed, ETA {eta}"
-        )
+        line = Text(summary_line(config.name, progress))
         bar = ProgressBar(total=progress.n_trials, completed=progress.complete, width=50)
         table = Table(title=f"Pareto front so far ({len(progress.front)} trials)")
         table.add_column("trial", justify="right")
@@ -231,11 +262,6 @@ class _LiveDisplay:
 def _objective_header(objective: Objective) -> str:
     arrow = "max" if objective.direction == "maximize" else "min"
     return f"{objective.metric} ({arrow})"
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes}m{secs:02d}s"
 
 
 def _print_result(result: SweepResult, loaded: LoadedSweep, workspace: Path) -> None:

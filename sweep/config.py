@@ -351,8 +351,13 @@ class SweepConfig(StrictModel):
         return [self.seed + i for i in range(self.seeds_per_trial)]
 
     def fingerprint(self) -> str:
-        """A hash of what defines the study's trials; runtime knobs (n_trials, jobs,
-        timeouts, retries) are left out, so changing them resumes the same sweep."""
+        """A hash of :meth:`identity`: a changed one is a different sweep."""
+        text = json.dumps(self.identity(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def identity(self) -> dict[str, Any]:
+        """What defines the study's trials; runtime knobs (n_trials, jobs, timeouts,
+        retries) are left out, so changing them resumes the same sweep."""
         data = self.model_dump(mode="json")
         # Where trials run is not what they are: a sweep moves to a cluster and resumes.
         runtime = ("jobs", "trial_timeout", "max_retries", "max_failures", "tracking_uri")
@@ -365,8 +370,7 @@ class SweepConfig(StrictModel):
             # Thresholds are the reference point (the analysis', the botorch driver's aim),
             # not what a trial is; sweeps made before they existed keep their fingerprint.
             objective.pop("threshold")
-        text = json.dumps(data, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return data
 
 
 def sweep_name_of(path: str | Path) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from bao.processes import die_with_parent
 from bao.records import RUN_LOG
 from sweep.backends import Launch, TrialError
+from sweep.stopping import INTERRUPTED_CODE
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def wait(
             pass
         if stop.is_set():
             terminate(process)
-            raise TrialError("interrupted", "the sweep was stopped during this trial")
+            raise TrialError(INTERRUPTED_CODE, "the sweep was stopped during this trial")
         if time.monotonic() > deadline:
             terminate(process)
             raise TrialError("timeout", f"the trial ran past trial_timeout={timeout:g} s")

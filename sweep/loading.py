@@ -23,7 +23,7 @@ def load_sweep_config(path: str | Path, overrides: Sequence[str] = ()) -> Loaded
     """Reads, overrides and validates a sweep config and checks it against its backend."""
     source = Path(path)
     raw = apply_overrides(read_yaml(source), list(overrides))
-    config = validate(SweepConfig, raw, source=str(source))
+    config = validate(SweepConfig, raw, source=str(source), overrides=overrides)
     return check_against_backend(config, source)
 
 

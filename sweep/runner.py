@@ -39,7 +39,7 @@ from sweep.drivers import OptunaDriver, pop_waiting, record_constraints
 from sweep.front import pareto_front_trials
 from sweep.launchers import JobRecord, job_request, make_launcher
 from sweep.lease import Heartbeat, this_process
-from sweep.progress import SweepProgress, SweepResult
+from sweep.progress import SweepProgress, SweepResult, duration
 from sweep.session import SweepAbortedError, SweepSession, WorkspaceFullError, check_free_space
 from sweep.tracking import TrackingUnavailableError
 
@@ -60,6 +60,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 POLL_S = execution.POLL_S
+REPORT_EVERY_S = 10.0
+"""Seconds between two progress reports while no trial event happens (elapsed time, ETA,
+the plain output's minute summary: sweep/progress.py)."""
 
 
 class SweepRunner(SweepSession):
@@ -83,6 +86,7 @@ class SweepRunner(SweepSession):
         self._front_cache: tuple[int, list[FrozenTrial]] = (0, [])
         self._started = time.monotonic()
         self._last_event = ""
+        self._last_report = 0.0
         self.heartbeat: Heartbeat
         self.launcher = make_launcher(loaded)
         # trial number -> what its runs cost, and the scheduler's ids of its jobs
@@ -158,6 +162,8 @@ class SweepRunner(SweepSession):
                         future.result()
                     if done:
                         self._report()
+                if time.monotonic() - self._last_report > REPORT_EVERY_S:
+                    self._report()
                 if time.monotonic() - last_recovery > self.config.heartbeat_interval:
                     self._recover_stale()
                     last_recovery = time.monotonic()
@@ -232,7 +238,7 @@ class SweepRunner(SweepSession):
         try:
             run_id = self._trial_run(trial, attrs)
             trial.set_user_attr(records.ATTR_RUN_ID, run_id)
-            self._emit(f"trial {number} started")
+            self._emit(f"trial {number} started{_attempt(attrs)}: {_named(trial.params)}")
             try:
                 values, extra, means = self._train_seeds(trial, run_id, started)
             finally:
@@ -254,8 +260,11 @@ class SweepRunner(SweepSession):
                 self.tracker.set_terminated(run_id, status="FINISHED")
             except Exception as error:
                 log.warning("trial %d: run %s not closed: %s", number, run_id, first_line(error))
-            self._durations.append(time.monotonic() - started)
-            self._emit(f"trial {number} complete")
+            took = time.monotonic() - started
+            self._durations.append(took)
+            metrics = [objective.metric for objective in self.config.objectives]
+            values_text = _named(dict(zip(metrics, values, strict=True)))
+            self._emit(f"trial {number} complete in {duration(took)}: {values_text}")
         finally:
             self.heartbeat.release(number)
 
@@ -359,9 +368,10 @@ class SweepRunner(SweepSession):
 
     def _emit(self, event: str) -> None:
         self._last_event = event
-        self._report()
+        self._report(new_event=True)
 
-    def _report(self) -> None:
+    def _report(self, *, new_event: bool = False) -> None:
+        self._last_report = time.monotonic()
         if self.on_progress is None:
             return
         counts = self.study.counts()
@@ -377,6 +387,7 @@ class SweepRunner(SweepSession):
                 elapsed_s=time.monotonic() - self._started,
                 eta_s=stopping.eta(remaining, self._durations, self.jobs),
                 last_event=self._last_event,
+                new_event=new_event,
             )
         )
 
@@ -400,6 +411,22 @@ class SweepRunner(SweepSession):
             storage_url=self.study.url,
             front=[(t.number, dict(t.params), list(t.values)) for t in self._front()],
         )
+
+
+def _named(values: dict[str, Any]) -> str:
+    """``a=0.1, b=3``: parameters or objective values in an event line."""
+    return ", ".join(
+        f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+        for key, value in values.items()
+    )
+
+
+def _attempt(attrs: dict[str, Any]) -> str:
+    """`` (attempt 2, retry of 7)`` for a retry; nothing for a first attempt."""
+    if records.ATTR_RETRY_OF not in attrs:
+        return ""
+    attempt = attrs.get(records.ATTR_ATTEMPT, 1)
+    return f" (attempt {attempt}, retry of {attrs[records.ATTR_RETRY_OF]})"
 
 
 def _state(name: str) -> Any:

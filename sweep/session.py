@@ -118,10 +118,21 @@ class SweepSession:
         """Opens (or creates) the study, the manifest and the sweep's MLflow run."""
         from filelock import Timeout
 
-        from bao.tracking import experiment_id, mlflow_client, tracking_uri, workspace_lock
+        from bao.tracking import (
+            check_tracking_store,
+            experiment_id,
+            mlflow_client,
+            tracking_uri,
+            workspace_lock,
+        )
 
+        # Both stores are checked before anything is written: a damaged mlflow.db or
+        # optuna.db is one line with every file as it was (docs/reliability.md).
+        self.tracking_uri = self.config.tracking_uri or tracking_uri(self.workspace)
+        check_tracking_store(self.workspace, self.tracking_uri)
         with workspace_lock(self.workspace):  # concurrent starters create tables once
             self.study = open_study(self.loaded, self.workspace, self.driver.sampler())
+        self.client = mlflow_client(self.workspace, self.tracking_uri, writing=True)
         existing = len(self.study.trials())
         if existing or not self.leader:
             # Same seed, same proposals holds for a sweep run start to finish by one
@@ -139,8 +150,6 @@ class SweepSession:
         if self.loaded.train_config:
             write_atomically(train_path, yaml.safe_dump(self.loaded.train_config, sort_keys=False))
         self.backend = make_backend(self.loaded, train_path, self.workspace)
-        self.tracking_uri = self.config.tracking_uri or tracking_uri(self.workspace)
-        self.client = mlflow_client(self.workspace, self.tracking_uri)
         outbox = self.folder / records.OUTBOX_FILE
         self.tracker = Tracker(self.client, outbox, self.config.tracking_patience)
         try:
@@ -229,7 +238,7 @@ class SweepSession:
 
     def _close_run(self, run_id: str, failure: TrialError) -> None:
         # KILLED: the user stopped it; FAILED: it broke, or the process running it died.
-        status = "KILLED" if failure.code == "interrupted" else "FAILED"
+        status = "KILLED" if failure.code == stopping.INTERRUPTED_CODE else "FAILED"
         try:
             self.tracker.set_tag(run_id, records.TAG_FAILURE_REASON, str(failure)[:5000])
             self.tracker.set_terminated(run_id, status=status)
@@ -293,8 +302,9 @@ class SweepSession:
                 self._close_run(run_id, failure)
             return
         # The retry is queued before the attempt is marked failed, so a pymoo generation
-        # never looks finished in between. An MLflow outage does not use up an attempt.
-        counted = failure.code != stopping.TRACKING_CODE
+        # never looks finished in between. An MLflow outage or a stop of the sweep does not
+        # use up an attempt: the same parameter set runs again on resume.
+        counted = stopping.counts_as_failure(failure.code)
         self._enqueue_retry(trial.number, dict(trial.params), attrs, counted=counted)
         trial.set_user_attr(records.ATTR_REASON, str(failure))
         from optuna.trial import TrialState
@@ -303,7 +313,7 @@ class SweepSession:
             self.study.study.tell(trial, state=TrialState.FAIL)
         if run_id:
             self._close_run(run_id, failure)
-        self._emit(f"trial {trial.number} failed ({failure.code})")
+        self._emit(f"trial {trial.number} failed: {first_line(failure)[:300]}")
 
     def _recover_stale(self) -> None:
         """Fails and requeues RUNNING trials whose owner is gone or silent past the lease."""

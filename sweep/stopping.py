@@ -24,6 +24,19 @@ from dataclasses import dataclass
 TRACKING_CODE = "tracking"
 """The failure code of an attempt that failed because MLflow did not answer."""
 
+INTERRUPTED_CODE = "interrupted"
+"""The failure code of an attempt whose sweep was stopped (Ctrl-C, SIGTERM, SIGHUP)."""
+
+NOT_THE_TRIALS_FAULT = (TRACKING_CODE, INTERRUPTED_CODE)
+"""Failure codes that neither use up an attempt (``max_retries``) nor count towards
+``max_failures``: the parameter set is run again as it was (docs/reliability.md, scenarios 2
+and 5d)."""
+
+
+def counts_as_failure(code: str) -> bool:
+    """Whether a failed attempt with this code uses up an attempt and counts as a failure."""
+    return code not in NOT_THE_TRIALS_FAULT
+
 
 def failure_limit(max_failures: int | None, n_trials: int, max_retries: int) -> int:
     """Failed attempts after which the sweep stops (``max_failures``, by default every
@@ -39,8 +52,10 @@ def too_many_failures(complete: int, failed: int, limit: int, max_retries: int) 
 
 
 def counted_failures(failed: int, reasons: Mapping[int, str]) -> int:
-    """``failed`` without the attempts an MLflow outage failed."""
-    return failed - sum(reason.startswith(f"{TRACKING_CODE}:") for reason in reasons.values())
+    """``failed`` without the attempts an MLflow outage or a stop of the sweep failed (a
+    reason is ``"<code>: <detail>"``)."""
+    uncounted = tuple(f"{code}:" for code in NOT_THE_TRIALS_FAULT)
+    return failed - sum(reason.startswith(uncounted) for reason in reasons.values())
 
 
 def abort_message(name: str, complete: int, failed: int, reasons: Mapping[int, str]) -> str:

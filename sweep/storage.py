@@ -22,6 +22,7 @@ import yaml
 from bao.configuration import ConfigError
 from bao.errors import first_line
 from bao.records import MANIFEST_FILE, OPTUNA_DB, STUDY_FINGERPRINT, SWEEPS, sweep_folder
+from bao.stores import check_sqlite_file
 
 if TYPE_CHECKING:
     import optuna
@@ -82,7 +83,14 @@ def open_storage(url: str) -> BaseStorage:
         url = _with_installed_driver(url)
         engine_kwargs: dict[str, Any] = {}
         if url.startswith("sqlite:"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            database = Path(url.removeprefix("sqlite:///"))
+            check_sqlite_file(
+                database,
+                what="the Optuna storage",
+                fix="restore it from a backup or a copy of the workspace (it holds the sweep's "
+                "trials); to start the sweep over, give it a new name (--set name=...)",
+            )
+            database.parent.mkdir(parents=True, exist_ok=True)
             engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
         else:
             engine_kwargs["pool_pre_ping"] = True  # servers drop idle connections
@@ -93,10 +101,16 @@ def open_storage(url: str) -> BaseStorage:
             fix="check the storage URL and that its database driver is installed "
             "(PostgreSQL: pip install 'bao-pareto[postgres]')",
         ) from None
+    except ConfigError:
+        raise
     except Exception as error:  # SQLAlchemy's OperationalError and friends
+        local = url.startswith(("sqlite:", "journal:"))
         raise ConfigError(
             f"cannot open the Optuna storage {url!r} ({first_line(error)})",
-            fix="check that the database server is up and the URL's credentials",
+            fix="check that the file and its folder are readable and writable, or restore the "
+            "file from a backup"
+            if local
+            else "check that the database server is up and the URL's credentials",
         ) from None
 
 
@@ -161,6 +175,14 @@ def open_study(
 
     config = loaded.config
     url = url or storage_url(loaded, workspace)
+    if not create and url.startswith("sqlite:///"):
+        database = Path(url.removeprefix("sqlite:///"))
+        if not database.is_file():  # SQLite would create it: reading writes nothing
+            raise ConfigError(
+                f"sweep {config.name!r} has a manifest but no Optuna storage: "
+                f"{str(database)!r} is missing",
+                fix="copy the whole workspace, sweeps/NAME/optuna.db included, or re-run the sweep",
+            )
     storage = open_storage(url)
     directions = [objective.direction for objective in config.objectives]
     try:
@@ -189,12 +211,43 @@ def open_study(
         study.set_user_attr(STUDY_FINGERPRINT, fingerprint)
     elif stored != fingerprint:
         raise ConfigError(
-            f"sweep {config.name!r} already exists in {url} with a different search space, "
-            "objectives, driver or training config",
-            fix="give the changed sweep a new name (only n_trials, jobs, timeouts and retries "
-            "may change on resume)",
+            f"sweep {config.name!r} already exists in {url} with "
+            f"{config_differences(loaded, workspace)}",
+            fix="give the changed sweep a new name, e.g. --set name=" + f"{config.name}-2 "
+            "(only n_trials, jobs, timeouts and retries may change on resume)",
         )
     return SweepStudy(study=study, storage=storage, url=url)
+
+
+def config_differences(loaded: LoadedSweep, workspace: Path, shown: int = 3) -> str:
+    """What differs between ``loaded`` and the config the sweep of that name was started
+    with (its manifest): ``driver.algorithm 'tpe' there, 'nsga2' here``; the parts that
+    could differ when the manifest cannot be read."""
+    from bao.configuration import flatten
+    from sweep.config import SweepConfig
+
+    generic = "a different search space, objectives, driver or training config"
+    try:
+        _, manifest = _manifest_data(workspace, loaded.config.name)
+        before = flatten(SweepConfig.model_validate(manifest["config"]).identity())
+    except Exception:  # no manifest here (a shared storage), or an unreadable one
+        return generic
+    now = flatten(loaded.config.identity())
+    changed = sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
+    if not changed:
+        return generic
+    listed = "; ".join(
+        f"{key} {before.get(key, '(unset)')!r} there, {now.get(key, '(unset)')!r} here"
+        for key in changed[:shown]
+    )
+    more = f" and {len(changed) - shown} more" if len(changed) > shown else ""
+    return f"another config: {listed}{more}"
+
+
+def _manifest_data(workspace: Path, name: str) -> tuple[Path, Any]:
+    """The manifest's path and its parsed YAML (raises when it is missing or unreadable)."""
+    path = sweep_dir(workspace, name) / MANIFEST_FILE
+    return path, yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -241,7 +294,7 @@ def read_manifest(workspace: Path, name: str) -> tuple[LoadedSweep, str]:
     from pydantic import ValidationError
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        _, data = _manifest_data(workspace, name)
         loaded = LoadedSweep(
             config=SweepConfig.model_validate(data["config"]),
             source=data["source"],

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -494,6 +495,22 @@ CASES = [
         "fix the value",
     ),
     Case(
+        "train-sim-set-out-of-range-names-the-option",
+        lambda folder: ["train", str(sim_config(folder)), "--set", "shaping.user_lambda=-0.3"],
+        ("--set shaping.user_lambda=-0.3 (on ", "sim.yaml)", "'shaping.user_lambda'", "-0.3"),
+        "fix the value",
+    ),
+    Case(
+        "sweep-set-inverted-range-names-the-option",
+        lambda folder: [
+            "sweep",
+            str(sweep_config(folder)),
+            *("--set", "search_space.shaping.user_lambda.low=0.9"),
+        ],
+        ("--set search_space.shaping.user_lambda.low=0.9 (on ", "sweep.yaml)", "swap them"),
+        "fix the value",
+    ),
+    Case(
         "train-verl-unknown-key",
         _train_verl(rollout={"temprature": 0.7}),
         ("verl.yaml", "'rollout.temprature'"),
@@ -868,6 +885,91 @@ def test_bad_input_is_one_line_with_the_fix_and_writes_nothing(
     assert not shown, [str(w.message) for w in shown]
     assert _snapshot(tmp_path) == before
     assert not workspace.exists()
+
+
+# ------------------------------------------------------------------ damaged local stores
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A workspace with a finished two-trial simulator sweep ``bad``, and its config."""
+    folder = tmp_path_factory.mktemp("swept")
+    config = sweep_config(folder)
+    assert main(["sweep", str(config), "--workspace", str(folder / "ws"), "--json"]) == 0
+    return config, folder / "ws"
+
+
+STORES = {"mlflow.db": Path("mlflow.db"), "optuna.db": Path("sweeps/bad/optuna.db")}
+DAMAGED = [
+    ("front", "mlflow.db"),
+    ("sweep", "mlflow.db"),
+    ("train", "mlflow.db"),
+    ("status", "optuna.db"),
+    ("front", "optuna.db"),
+    ("sweep", "optuna.db"),
+]
+
+
+def _file_contents(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` but lock files, with its bytes."""
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not path.name.endswith(".lock")
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", DAMAGED, ids=[f"{c}-{s}" for c, s in DAMAGED])
+def test_a_damaged_store_is_one_line_naming_the_file_and_nothing_is_rewritten(
+    case: tuple[str, str],
+    swept: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    stderr_logging: None,
+) -> None:
+    """A torn or foreign ``mlflow.db`` / ``optuna.db`` (issue: new-user fixes, item 5): one
+    line naming the file, no word of a database server, and the manifest, the training
+    config and every other file as they were."""
+    command, store = case
+    config, built = swept
+    workspace = tmp_path / "ws"
+    shutil.copytree(built, workspace)
+    damaged = workspace / STORES[store]
+    damaged.write_bytes(b"not a database, a torn copy\n" * 200)
+    argv = {
+        "front": ["front", "bad"],
+        "status": ["status", "bad"],
+        "sweep": ["sweep", str(config), "--n-trials", "3"],
+        "train": ["train", str(sim_config(tmp_path))],
+    }[command]
+    before = _file_contents(workspace)
+    capsys.readouterr()
+
+    status = main([*argv, "--workspace", str(workspace)])
+    captured = capsys.readouterr()
+
+    assert status == 2, captured.err
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"bao-pareto {command}: error: "), lines[0]
+    assert str(damaged) in lines[0]
+    assert "not a readable SQLite file" in lines[0]
+    assert "server" not in lines[0]
+    assert _file_contents(workspace) == before
+
+
+def test_a_local_storage_that_cannot_be_opened_is_not_blamed_on_a_server(tmp_path: Path) -> None:
+    from bao.configuration import ConfigError
+    from sweep.storage import open_storage
+
+    folder = tmp_path / "optuna.db"
+    folder.mkdir()  # a folder where the SQLite file should be
+    with pytest.raises(ConfigError) as raised:
+        open_storage(f"sqlite:///{folder}")
+    assert str(folder) in str(raised.value)
+    assert "server" not in str(raised.value)
+    assert "readable and writable" in str(raised.value)
 
 
 def test_the_table_is_large_and_its_ids_unique() -> None:

@@ -103,3 +103,25 @@ def test_the_comparison_tells_a_changed_document() -> None:
         change(changed)
         with pytest.raises(AssertionError):
             same(changed, document)
+
+
+def test_registering_from_a_moved_0_1_0_workspace_writes_inside_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``select --register`` writes deployment manifests into its trial runs' artifacts: in
+    a moved workspace they land in the workspace, never in the folder it was written in
+    (issue: new-user fixes, item 2)."""
+    from mlflow.tracking import MlflowClient
+
+    written_at = Path(json.loads((FIXTURE / "written_at.json").read_text())["workspace"])
+    workspace = tmp_path / "ws"
+    shutil.copytree(FIXTURE / "ws", workspace)
+    argv = ["select", "fx-sim", "--budget", "1", "--register", "--json", "--draws", "20"]
+    run_json(argv, workspace, capsys)
+    assert not written_at.exists()
+    manifests = sorted(workspace.glob("mlartifacts/*/*/artifacts/deployment/*.json"))
+    assert manifests, "no deployment manifest in the workspace"
+    client = MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}")
+    for experiment in client.search_experiments():
+        if experiment.name.startswith("fx-"):
+            assert experiment.artifact_location.startswith(workspace.as_uri() + "/")

@@ -181,7 +181,7 @@ def train(config: VerlConfig, workspace: Path, resolved: dict[str, Any]) -> Trai
     check_user_simulator(config)
     # Tasks are loaded, and the command validated, before any run is opened in MLflow.
     preview = dry_run(config, workspace)
-    client = mlflow_client(workspace)
+    client = mlflow_client(workspace, writing=True)
     started = time.monotonic()
     with training_run(
         client, workspace, name=config.name, seed=config.seed, backend="verl"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,21 @@ def test_baselines_is_reproducible(capsys: pytest.CaptureFixture[str]) -> None:
     first = capsys.readouterr().out
     main(["baselines", "--n-tasks", "20", "--json", "--policy", "random"])
     assert capsys.readouterr().out == first
+
+
+def test_baselines_table_explains_its_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    # UR, explore and no-ans were explained nowhere (issue: new-user fixes).
+    assert main(["baselines", "--n-tasks", "20", "--policy", "oracle"]) == 0
+    out = capsys.readouterr().out
+    for header, key in (
+        ("Score", "score"),
+        ("UR", "user_involvement_rate"),
+        ("explore", "exploration_ratio"),
+        ("no-ans", "no_answer_rate"),
+        ("turns", "mean_turns"),
+    ):
+        assert re.search(rf"^{re.escape(header)}: \S.* \({key}\)$", out, re.MULTILINE), header
+    assert re.search(r"^P@U-k: \S", out, re.MULTILINE)
 
 
 def test_baselines_on_userrl_parquet(

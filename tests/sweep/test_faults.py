@@ -177,6 +177,40 @@ def test_sigint_stops_the_running_trial_and_resume_redoes_it(
     assert_records_agree(status, workspace, "cmd")
 
 
+@pytest.mark.slow
+def test_interruptions_use_up_no_retries_and_resume_trains_the_same_parameters(
+    command_sweep: WriteConfig, workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C, SIGTERM and a closed terminal (SIGHUP), one after another, with max_retries=1:
+    none of them uses up an attempt or counts as a failure, and the resumed sweep trains the
+    parameter set the first run proposed (issue: new-user fixes, item 1)."""
+    config = command_sweep(
+        "slow", driver={"algorithm": "random", "n_trials": 1}, max_retries=1, max_failures=2
+    )
+    gate = config.parent / "gate"  # the training waits for it: it runs until it is stopped
+    env = {"FAKE_TRAIN_SECONDS": "0", "FAKE_TRAIN_GATE": str(gate)}
+    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        sweep = _popen_sweep(config, workspace, env)
+        _running_trial(workspace, "cmd")
+        sweep.send_signal(stop)
+        assert sweep.wait(timeout=60) == 130, sweep.stderr.read().decode()
+    trials = _trials(workspace, "cmd")
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL", "FAIL", "WAITING"]
+    assert [t.user_attrs.get("attempt", 1) for t in trials] == [1, 1, 1, 1]
+    assert [t.user_attrs.get("retry_of") for t in trials] == [None, 0, 1, 2]
+    assert all(t.params == trials[0].params for t in trials[:3])  # (a queued one has none yet)
+    assert {t.user_attrs["failure_reason"] for t in trials[:3]} == {
+        "interrupted: the sweep was stopped during this trial"
+    }
+    gate.touch()
+    assert _sweep(config, workspace, "--resume") == 0
+    status = json.loads(capsys.readouterr().out)
+    assert (status["complete"], status["failed"]) == (1, 3)
+    (done,) = [t for t in status["trials"] if t["state"] == "COMPLETE"]
+    assert (done["number"], done["params"]) == (3, trials[0].params)
+    assert_records_agree(status, workspace, "cmd")
+
+
 def test_after_sigkill_status_marks_the_dead_trial_stale_and_its_command_is_gone(
     command_sweep: WriteConfig, workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

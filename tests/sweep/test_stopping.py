@@ -52,6 +52,18 @@ def test_mlflow_outages_do_not_count_as_failures() -> None:
     assert counted_failures(3, reasons) == 1
 
 
+def test_stops_of_the_sweep_do_not_count_as_failures() -> None:
+    # Three Ctrl-Cs in a row, then a real failure (issue: new-user fixes, item 1).
+    reasons = {
+        0: "interrupted: the sweep was stopped during this trial",
+        1: "interrupted: the sweep was stopped during this trial",
+        2: "interrupted: the sweep was stopped during this trial",
+        3: "exit_code: exit status 1: interrupted by the user",
+    }
+    assert counted_failures(4, reasons) == 1
+    assert not too_many_failures(0, counted_failures(4, reasons), limit=4, max_retries=1)
+
+
 def test_the_abort_message_names_the_last_reason() -> None:
     reasons = {4: "timeout: late", 9: "exit_code: exit status 3: boom", 2: "killed"}
     assert abort_message("s", 0, 3, reasons) == (
