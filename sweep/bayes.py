@@ -5,7 +5,7 @@ objective and per constraint, the Pareto front itself treated as uncertain (nois
 the hypervolume measured from the sweep's own reference point, the objectives' thresholds
 (the user's worst acceptable values), never from an observed worst. It is:
 
-- collapse-aware through the sweep's ``constraints`` (``eval/no_answer_rate <= 0.5``
+- collapse-aware through the sweep's ``constraints`` (``eval/no_answer_rate <= 0.9``
   in configs/quickstart.yaml): collapsed trials stay in the model and the proposals weigh
   each point by its modelled chance of being feasible;
 - noise-aware with ``seeds_per_trial > 1``: each trial's standard error over its seeds

@@ -43,6 +43,7 @@ from sweep import execution
 from sweep.backends import Backend, Launch, RunRequest, TrialError, backend_class
 from sweep.config import LoadedSweep, LocalLauncher, RayLauncher, SlurmLauncher
 from sweep.cost import Usage
+from sweep.stopping import INTERRUPTED_CODE
 
 log = logging.getLogger(__name__)
 
@@ -356,6 +357,14 @@ class SlurmBatchJob(Launcher):
         final: SlurmJobState | None = None
         try:
             ended = final = self._watch(job_id, deadline, stop)
+        except TrialError as error:
+            # A Slurm command that broke while the sweep was stopping is the stop, not a fault
+            # of the trial: it must use up no retry (docs/reliability.md, scenario 2).
+            if stop.is_set() and error.code != INTERRUPTED_CODE:
+                raise TrialError(
+                    INTERRUPTED_CODE, f"the sweep was stopped ({error.detail})"
+                ) from None
+            raise
         finally:
             if ended is None:  # the sweep stopped, the deadline passed, or the watch broke
                 final = self._cancel(job_id)
@@ -380,7 +389,7 @@ class SlurmBatchJob(Launcher):
             if state.state not in SLURM_RUNNING:
                 return state
             if stop.wait(self.settings.poll_interval):
-                raise TrialError("interrupted", "the sweep was stopped during this trial")
+                raise TrialError(INTERRUPTED_CODE, "the sweep was stopped during this trial")
             if time.monotonic() > deadline:
                 raise TrialError(
                     "timeout", f"the trial ran past trial_timeout={self.config.trial_timeout:g} s"
@@ -445,6 +454,10 @@ def _slurm(*argv: str, patience: float = SCHEDULER_PATIENCE_S) -> str:
                 text=True,
                 timeout=60,
                 stdin=subprocess.DEVNULL,
+                # Its own session: the Ctrl-C (or SIGTERM, SIGHUP) that stops the sweep must
+                # not also kill a scontrol or sbatch in flight (that would lose a job id or
+                # turn a stop into an error); the runner cancels the jobs itself.
+                start_new_session=True,
                 check=False,
             )
         except (OSError, subprocess.TimeoutExpired) as error:
@@ -544,23 +557,24 @@ class RayJob(Launcher):
             raise TrialError("error", f"Ray refused the job: {first_line(error)}") from None
         log.info("%s: Ray job %s", request.name, job_id)
         info: Any = None
-        stopped_by_us = False
+        ended = False
         try:
             while True:
                 status = str(client.get_job_status(job_id).value)
                 if status in RAY_FINAL:
+                    ended = True
                     break
                 if stop.wait(self.settings.poll_interval):
-                    stopped_by_us = True
-                    raise TrialError("interrupted", "the sweep was stopped during this trial")
+                    raise TrialError(INTERRUPTED_CODE, "the sweep was stopped during this trial")
                 if time.monotonic() > deadline:
-                    stopped_by_us = True
                     raise TrialError(
                         "timeout",
                         f"the trial ran past trial_timeout={self.config.trial_timeout:g} s",
                     )
         finally:
-            if stopped_by_us:
+            # Stopped, timed out, or the status poll broke (a busy head): the job must not
+            # go on holding its resources while a retry runs the same parameters.
+            if not ended:
                 self._stop(client, job_id)
             info = _quietly(client.get_job_info, job_id)
             logs = _quietly(client.get_job_logs, job_id)

@@ -368,9 +368,11 @@ class SweepRunner(SweepSession):
 
     def _emit(self, event: str) -> None:
         self._last_event = event
-        self._report(new_event=True)
+        # The event travels with its own report: trial threads emit concurrently, and a
+        # shared attribute read back after the database calls below could be another's.
+        self._report(event=event)
 
-    def _report(self, *, new_event: bool = False) -> None:
+    def _report(self, *, event: str | None = None) -> None:
         self._last_report = time.monotonic()
         if self.on_progress is None:
             return
@@ -386,8 +388,8 @@ class SweepRunner(SweepSession):
                 front=[(t.number, list(t.values)) for t in self._front()],
                 elapsed_s=time.monotonic() - self._started,
                 eta_s=stopping.eta(remaining, self._durations, self.jobs),
-                last_event=self._last_event,
-                new_event=new_event,
+                last_event=self._last_event if event is None else event,
+                new_event=event is not None,
             )
         )
 

@@ -214,7 +214,8 @@ def open_study(
             f"sweep {config.name!r} already exists in {url} with "
             f"{config_differences(loaded, workspace)}",
             fix="give the changed sweep a new name, e.g. --set name=" + f"{config.name}-2 "
-            "(only n_trials, jobs, timeouts and retries may change on resume)",
+            "(only n_trials, jobs, timeouts, retries, the launcher and the objectives' "
+            "thresholds may change on resume)",
         )
     return SweepStudy(study=study, storage=storage, url=url)
 

@@ -202,6 +202,79 @@ def test_a_run_killed_from_outside_is_a_killed_failure(
     assert ended[0].job_id in (None, job)
 
 
+@pytest.mark.slurm
+def test_a_slurm_command_broken_by_the_stop_is_the_stop_and_the_job_is_cancelled(
+    slurm_cluster: SlurmCluster,  # noqa: F811 - fixture
+    command_sweep: WriteConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A Ctrl-C used to reach a scontrol in flight too (same process group): it exited with
+    # -2 while the sweep was stopping, and the trial failed as an error, using up a retry.
+    launcher = make_launcher(
+        load_sweep_config(
+            command_sweep(launcher={"kind": "slurm", "poll_interval": 0.25, "cpus_per_node": 1})
+        )
+    )
+    request = _request(tmp_path, SLEEPER)
+    pid_file = request.workdir / "pid"
+    stop = threading.Event()
+    real_state = launcher.job_state  # type: ignore[attr-defined]
+
+    def state_until_the_stop(job_id: str) -> Any:
+        if pid_file.is_file() and not stop.is_set():
+            stop.set()
+            raise TrialError("error", "scontrol show: exit status -2")
+        return real_state(job_id)
+
+    monkeypatch.setattr(launcher, "job_state", state_until_the_stop)
+    ended, error = _run(launcher, request, stop=stop)
+    assert error is not None
+    assert error.code == "interrupted", error
+    assert len(ended) == 1
+    _wait_for(lambda: _gone(pid_file), "the cancelled job's process to end", timeout=60)
+
+
+@pytest.mark.ray
+def test_a_ray_job_whose_status_poll_breaks_is_stopped(
+    ray_head: RayHead,  # noqa: F811 - fixture
+    command_sweep: WriteConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A busy head that fails a status poll used to leave the job running while the retry ran
+    # the same parameters.
+    launcher = make_launcher(
+        load_sweep_config(
+            command_sweep(
+                launcher={"kind": "ray", "address": ray_head.address, "poll_interval": 0.25}
+            )
+        )
+    )
+    request = _request(tmp_path, SLEEPER)
+    pid_file = request.workdir / "pid"
+    real_client = launcher.client(launcher.loaded)  # type: ignore[attr-defined]
+
+    class BusyHead:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_client, name)
+
+        def get_job_status(self, job_id: str) -> Any:
+            if pid_file.is_file():
+                raise ConnectionError("the head did not answer")
+            return real_client.get_job_status(job_id)
+
+    monkeypatch.setattr(type(launcher), "client", classmethod(lambda cls, loaded: BusyHead()))
+    with pytest.raises(ConnectionError):
+        launcher.run(
+            request,
+            deadline=time.monotonic() + 120,
+            stop=threading.Event(),
+            after=lambda ended: None,
+        )
+    _wait_for(lambda: _gone(pid_file), "the stopped job's process to end", timeout=60)
+
+
 def _set_when(path: Path, event: threading.Event) -> None:
     _wait_for(path.is_file, str(path))
     event.set()
