@@ -72,7 +72,9 @@ def test_without_a_terminal_the_sweep_prints_one_plain_line_per_trial_event(
     command_sweep: WriteConfig, workspace: Path
 ) -> None:
     # Each parameter set fails its first attempt (flaky): started, failed, retried, complete.
-    config = command_sweep("flaky", driver={"algorithm": "random", "n_trials": 2})
+    # Two at once: the trials' threads report at the same moments, and each must still get
+    # its own line (an event once shared between threads was printed twice, the other lost).
+    config = command_sweep("flaky", driver={"algorithm": "random", "n_trials": 2}, jobs=2)
     done = subprocess.run(
         [sys.executable, "-m", "sweep.cli", "sweep", str(config), "--workspace", str(workspace)],
         cwd=REPO_ROOT,
@@ -102,4 +104,6 @@ def test_without_a_terminal_the_sweep_prints_one_plain_line_per_trial_event(
         e for e in events if re.fullmatch(r"trial \d+ complete in \d+m\d\ds: f1=\S+, f2=\S+", e)
     ]
     assert (len(started), len(failed), len(retried), len(complete)) == (2, 2, 2, 2), events
+    numbers = [int(e.split()[1]) for e in started]
+    assert sorted(numbers) == [0, 1], events
     assert "sweep cmd done: 2 complete, 2 failed attempts" in done.stdout
