@@ -228,7 +228,8 @@ def analyse(
     stored = stored_reference(settings.iterations)
     reference = front_of([*stored, *complete])
     reference_hv = hypervolume_of(reference, reference_point)
-    best = best_pass_at_u([*stored, *complete])
+    # The stored front keeps fewer Pass@U-k columns than regret reads: only full records count.
+    best = best_pass_at_u([r for r in [*stored, *complete] if all(k in r for k in KEPT_METRICS)])
     summary: dict[str, Any] = {}
     for rule in settings.rules:
         per_seed = [sweeps[rule, seed] for seed in range(settings.seeds)]
