@@ -176,8 +176,6 @@ class TrainBackend(Backend):
     """``python -m sweep.cli train TRAIN.yaml --set path=value ...`` into the trial's run
     (the simulator, or a verl launch, by the training config's ``backend``)."""
 
-    logs_evaluations = True
-
     @classmethod
     @abstractmethod
     def train_model(cls) -> type[SimConfig] | type[VerlConfig]:
@@ -219,6 +217,7 @@ class SimTrainBackend(TrainBackend):
     """The CPU simulator."""
 
     kind = "sim"
+    logs_evaluations = True  # each evaluation is an MLflow step metric of the run already
 
     @classmethod
     def train_model(cls) -> type[SimConfig]:
