@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -67,6 +68,7 @@ class Settings:
     iterations: int = 40
     min_step: int = 10
     reduction_factor: int = 3
+    collapse_from_rung: int = 0
     rules: tuple[str, ...] = RULES
 
 
@@ -87,6 +89,7 @@ def _pruner_config(rule: str, settings: Settings) -> Any:
         f"pruner.kind={rule}",
         f"pruner.min_step={settings.min_step}",
         f"pruner.reduction_factor={settings.reduction_factor}",
+        f"pruner.collapse_from_rung={settings.collapse_from_rung}",
     ]
     return _loaded(overrides).config
 
@@ -243,11 +246,14 @@ def analyse(
         pruned = [float(sum(r["state"] == "PRUNED" for r in runs)) for runs in per_seed]
         regrets = [regret(runs, best) if runs else float("nan") for runs in finished]
         summary[rule] = {
-            "hv_fraction": interval(fractions, bounds=None),
+            "hv_fraction": interval(fractions),
             "seconds": interval(seconds, bounds=None),
             "iterations": interval(iterations, bounds=None),
             "pruned": interval(pruned, bounds=None),
-            "regret": interval(regrets, bounds=None),
+            # nan where a sweep pruned every trial: it found nothing to measure regret on
+            "regret": interval(regrets)
+            if all(math.isfinite(r) for r in regrets)
+            else (None, None, None),
             "per_seed": {
                 "hv_fraction": fractions,
                 "seconds": seconds,
@@ -330,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rules", nargs="+", choices=RULES, help="which rules (default: all)")
     parser.add_argument("--min-step", type=int, help="the first rung (default 10)")
     parser.add_argument("--reduction-factor", type=int, help="eta (default 3)")
+    parser.add_argument(
+        "--collapse-from-rung", type=int, help="the first rung of the collapse rule (default 0)"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="sweeps at once (one core each)")
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results)")
     args = parser.parse_args(argv)
@@ -341,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         iterations=args.iterations or base.iterations,
         min_step=args.min_step or base.min_step,
         reduction_factor=args.reduction_factor or base.reduction_factor,
+        collapse_from_rung=args.collapse_from_rung or base.collapse_from_rung,
         rules=rules if "none" in rules else ("none", *rules),  # the baseline is always run
     )
     started = time.perf_counter()
