@@ -7,6 +7,7 @@ the simulator sweeps check the same records on real training runs.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,21 @@ def test_collapse_stops_trials_that_stop_answering(
             assert trial["pruned"]["step"] == 1
             x, y = trial["params"]["x"], trial["params"]["y"]
             assert trial["pruned"]["values"] == pytest.approx([x, 1 - x**0.5 + y])
+    # front leaves the pruned trials out and counts them; the analysis' trial table has
+    # each one's rung and rule (what the dashboard shows).
+    pruned = {t["number"] for t in status["trials"] if t["state"] == "PRUNED"}
+    capsys.readouterr()
+    assert main(["front", "cmd", "--workspace", str(workspace), "--json"]) == 0
+    front = json.loads(capsys.readouterr().out)
+    assert front["pruned"] == len(pruned)
+    assert not pruned & set(front["front"])
+    from analysis.loader import load_sweep
+
+    table = load_sweep(workspace, "cmd", outcomes=False).trials
+    rows = table[table["state"] == "PRUNED"]
+    assert set(rows["number"]) == pruned
+    assert list(rows["pruned_rung"]) == [0.0] * len(pruned)
+    assert set(rows["pruned_rule"]) == {"collapse"}
     # The evaluations are step metrics of the trial's MLflow run (the runner logs them for a
     # command, which does not log them itself).
     from mlflow.tracking import MlflowClient
