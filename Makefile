@@ -61,10 +61,10 @@ format: install-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# The four benchmarks of docs/benchmarks.md (timings there; `make bench-quick`:
+# The five benchmarks of docs/benchmarks.md (timings there; `make bench-quick`:
 # the same machinery at small sizes, under 10 minutes). Each prints its tables and writes
 # benchmarks/results/<name>.json (<name>.quick.json for the quick run).
-BENCHMARKS := bench_sweep_efficiency bench_simulator bench_overhead bench_scale
+BENCHMARKS := bench_sweep_efficiency bench_simulator bench_overhead bench_scale bench_pruning
 
 bench: install-dev
 	@for name in $(BENCHMARKS); do $(BIN)/python benchmarks/$$name.py $(BENCH_FLAGS) || exit 1; done

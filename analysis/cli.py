@@ -202,8 +202,9 @@ def _print_front(analysis: FrontAnalysis, document: dict[str, Any], console: Con
         f"{m} {p:g} ({s})"
         for m, p, s in zip(data.metrics, reference.point, reference.sources, strict=True)
     )
+    pruned = f" ({document['pruned']} pruned trials left out)" if document.get("pruned") else ""
     console.print(
-        f"sweep {data.name}: {len(analysis.frame)} complete trials, "
+        f"sweep {data.name}: {len(analysis.frame)} complete trials{pruned}, "
         f"{len(analysis.front_numbers)} on the front; hypervolume {analysis.hypervolume:.4f} "
         f"(reference point {sources})"
     )

@@ -193,6 +193,7 @@ def _trial_frame(loaded: LoadedSweep, frozen: Sequence[FrozenTrial]) -> pd.DataF
             "datetime_start": trial.datetime_start,
             "datetime_complete": trial.datetime_complete,
             "mlflow_run_id": trial.user_attrs.get(records.ATTR_RUN_ID),
+            **_pruned_columns(trial.user_attrs.get(records.ATTR_PRUNED)),
         }
         for path in config.search_space:
             row[f"params.{path}"] = trial.params.get(path)
@@ -209,7 +210,7 @@ def _trial_frame(loaded: LoadedSweep, frozen: Sequence[FrozenTrial]) -> pd.DataF
         rows.append(row)
     columns = [
         "number", "state", "attempt", "retry_of", "failure_reason", "datetime_start",
-        "datetime_complete", "mlflow_run_id",
+        "datetime_complete", "mlflow_run_id", "pruned_rung", "pruned_rule",
         *(f"params.{path}" for path in config.search_space),
         *(objective.metric for objective in config.objectives),
         "violation",
@@ -586,3 +587,14 @@ def require_trials(data: SweepData, states: Sequence[str] = ("COMPLETE",)) -> pd
             fix=f"wait for trials to finish (bao-pareto status {data.name})",
         )
     return frame
+
+
+def _pruned_columns(pruned: Any) -> dict[str, Any]:
+    """A PRUNED trial's rung and rule (sweep/pruning.py); NaN and None for every other."""
+    if not isinstance(pruned, dict):
+        return {"pruned_rung": math.nan, "pruned_rule": None}
+    rung = pruned.get("rung")
+    return {
+        "pruned_rung": float(rung) if isinstance(rung, int) else math.nan,
+        "pruned_rule": pruned.get("rule"),
+    }

@@ -214,6 +214,8 @@ def front_document(analysis: FrontAnalysis) -> dict[str, Any]:
         ],
         "n_draws": int(analysis.draws.samples.shape[0]),
         "trials": trials,
+        # Pruned trials stopped before their end: never on the front, counted here.
+        "pruned": int((data.trials["state"] == "PRUNED").sum()),
     }
     costs = trial_costs(data.trials)
     if costs:  # only sweeps that recorded costs: older documents read as they did

@@ -158,6 +158,7 @@ def _train(args: argparse.Namespace) -> int:
         log_run_inputs,
         log_run_record,
         mlflow_client,
+        progress_sink,
         resolve_workspace,
         training_run,
     )
@@ -201,7 +202,7 @@ def _train(args: argparse.Namespace) -> int:
     ) as run_id:
         log_run_inputs(client, run_id, resolved, tasks[1])
         sink = MetricBuffer(client, run_id)
-        result = train(config, sink, tasks=tasks)
+        result = train(config, progress_sink(sink), tasks=tasks)
         sink.flush()
         client.log_metric(run_id, "train/seconds", result.seconds)
         log_run_record(client, run_id, resolved, result.trajectories)

@@ -42,6 +42,12 @@ TRIALS_FOLDER: Final = "trials"
 """In a sweep's folder: ``trials/<number:05d>/seed-<seed>/``, one work folder per run."""
 RUN_LOG: Final = "run.log"
 """In a run's work folder: the training process's stdout and stderr."""
+PROGRESS_FILE: Final = "progress.jsonl"
+"""In a run's work folder: the run's intermediate evaluations, one JSON line each
+(``{"step": 10, "metrics": {"eval/score": 0.3, ...}}``), appended by the training process
+while it trains and read by the sweep's pruner (docs/sweeps.md, "Early stopping")."""
+PROGRESS_ENV: Final = "BAO_PROGRESS_FILE"
+"""The environment variable that gives a run the path of its :data:`PROGRESS_FILE`."""
 
 
 def sweep_folder(workspace: Path, name: str) -> Path:
@@ -88,6 +94,19 @@ ATTR_COST: Final = "cost"
 ATTR_JOB_IDS: Final = "job_ids"
 """Trial attribute: the scheduler's ids of the attempt's jobs (Slurm job ids, Ray
 submission ids), one per seed; absent for local runs."""
+ATTR_EVAL_PREFIX: Final = "eval@"
+"""Trial attributes ``eval@<step>``: the attempt's intermediate evaluation at that step, as
+``{"values": [one per objective], "no_answer_rate": x}`` (mean over its seeds)."""
+ATTR_RUNGS: Final = "rungs"
+"""Trial attribute: rung step -> the pruner's decision there (``continue`` or
+``prune:<rule>``),
+kept so that a resumed sweep and a retry of the attempt decide the same way."""
+ATTR_PRUNED: Final = "pruned"
+"""Trial attribute of a PRUNED trial: ``{"step", "rung", "rule", "values"}``, the rung it
+stopped at, the rule that stopped it and its last evaluated objective values."""
+ATTR_STEPS: Final = "steps"
+"""Trial attribute: the furthest training step (iteration) the attempt's runs evaluated:
+with ``cost``, what a pruned attempt saved (docs/sweeps.md, "Early stopping")."""
 
 SYSTEM_OWNER: Final = "bao:owner"
 """Trial system attribute: the process running it (host, pid, start ticks, token)."""
@@ -116,6 +135,8 @@ TAG_RETRY_OF: Final = "bao.retry_of"
 TAG_GENERATION: Final = "bao.generation"
 TAG_SEED: Final = "bao.seed"
 TAG_FAILURE_REASON: Final = "bao.failure_reason"
+TAG_PRUNED: Final = "bao.pruned"
+"""A pruned trial's (and its seed runs') run: the rule, rung and step that stopped it."""
 TAG_DRIVER_STATE: Final = "bao.driver_state"
 TAG_EVAL_SET_HASH: Final = "bao.eval_set_hash"
 TAG_CODE_VERSION: Final = "bao.code_version"

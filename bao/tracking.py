@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -248,6 +248,39 @@ def log_run_record(
         paths[1].write_text(yaml.safe_dump(dict(resolved), sort_keys=False))
         for path in paths:
             client.log_artifact(run_id, str(path))
+
+
+def append_progress(path: Path, step: int, metrics: Mapping[str, float]) -> None:
+    """Appends one intermediate evaluation to a run's progress file, as one JSON line
+    ``{"step": N, "metrics": {name: number}}`` written in one call (the format of
+    :data:`bao.records.PROGRESS_FILE`, read by ``sweep.pruning.read_progress``; non-finite
+    values are left out, as JSON has no spelling for them)."""
+    import json
+    import math
+
+    clean = {str(k): float(v) for k, v in metrics.items() if math.isfinite(float(v))}
+    line = json.dumps({"step": int(step), "metrics": clean}) + "\n"
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(line)
+
+
+def progress_sink(sink: MetricBuffer) -> Callable[[Mapping[str, float], int], None]:
+    """``sink`` that also appends each evaluation (``eval/`` metrics) to the progress file
+    ``$BAO_PROGRESS_FILE`` names, when a sweep named one. The MLflow buffer is flushed first,
+    so a run the sweep stops after reading the line has its evaluations in MLflow too."""
+    target = os.environ.get(records.PROGRESS_ENV)
+    if not target:
+        return sink
+    path = Path(target)
+
+    def write(metrics: Mapping[str, float], step: int) -> None:
+        sink(metrics, step)
+        evaluated = {k: v for k, v in metrics.items() if k.startswith("eval/")}
+        if evaluated:
+            sink.flush()
+            append_progress(path, step, evaluated)
+
+    return write
 
 
 class MetricBuffer:

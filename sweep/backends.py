@@ -80,6 +80,9 @@ class Backend(ABC):
     """Everything that differs by ``backend.kind``: checks, then launch and collect."""
 
     kind: ClassVar[str]
+    logs_evaluations: ClassVar[bool] = False
+    """Whether a run logs its intermediate evaluations into its MLflow run itself (``train``
+    does); otherwise the runner logs those it reads from the progress file."""
     runs_ray_cluster: ClassVar[bool] = False
     """Whether a run on several nodes needs a Ray cluster over them (verl): a Slurm launcher
     then starts one inside the job's allocation (sweep/launchers.py)."""
@@ -120,6 +123,20 @@ class Backend(ABC):
     @abstractmethod
     def launch(self, request: RunRequest) -> Launch:
         """The argv, extra environment and working directory of the run."""
+
+    def progress_file(self, request: RunRequest) -> Path:
+        """Where the run appends its intermediate evaluations while it trains (one JSON line
+        each, :mod:`sweep.pruning`): the run's work folder, named to it in
+        ``$BAO_PROGRESS_FILE``. The sim and verl ``train`` write it; a command writes it
+        itself (docs/sweeps.md, "Early stopping")."""
+        from bao.records import PROGRESS_FILE
+
+        return request.workdir / PROGRESS_FILE
+
+    def max_step(self) -> int | None:
+        """The step a run ends at, where the training config says (the last rung is below
+        it); None: not known."""
+        return None
 
     @abstractmethod
     def collect(self, request: RunRequest, tracker: Tracker) -> dict[str, float]:
@@ -184,7 +201,12 @@ class TrainBackend(Backend):
         ]
         for path, value in request.params.items():
             argv += ["--set", f"{path}={_yaml_value(value)}"]
+        argv += self.pruner_overrides()
         return Launch(argv=[*argv, "--json"], env={})
+
+    def pruner_overrides(self) -> list[str]:
+        """Overrides that make a run evaluate at the pruner's rungs (none by default)."""
+        return []
 
     def collect(self, request: RunRequest, tracker: Tracker) -> dict[str, float]:
         run = tracker.call("the run's metrics", tracker.client.get_run, request.run_id)
@@ -195,12 +217,27 @@ class SimTrainBackend(TrainBackend):
     """The CPU simulator."""
 
     kind = "sim"
+    logs_evaluations = True  # each evaluation is an MLflow step metric of the run already
 
     @classmethod
     def train_model(cls) -> type[SimConfig]:
         from bao.sim.config import SimConfig
 
         return SimConfig
+
+    def max_step(self) -> int | None:
+        from bao.sim.config import SimConfig
+
+        return SimConfig.model_validate(self.loaded.train_config).trainer.iterations
+
+    def pruner_overrides(self) -> list[str]:
+        """With a pruner the simulator evaluates every ``pruner.min_step`` iterations (every
+        rung is a multiple of it); evaluation draws its own seeded randomness, so the
+        training itself is the same as without (bao/sim/trainer.py)."""
+        pruner = self.loaded.config.pruner
+        if not pruner.enabled:
+            return []
+        return ["--set", f"eval.every={pruner.min_step}"]
 
 
 class VerlTrainBackend(TrainBackend):
@@ -291,6 +328,7 @@ class CommandLineBackend(Backend):
             "run_id": request.run_id,
             "workdir": str(request.workdir),
             "metrics_file": str(self.metrics_path(request)),
+            "progress_file": str(self.progress_file(request)),
             "python": sys.executable,
         }
         argv = [substitute(item, values) for item in self.settings.argv]
@@ -436,7 +474,15 @@ def _check_task_files(trials: Sequence[SimConfig | VerlConfig], source: str) -> 
 
 
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-RUN_PLACEHOLDERS = ("seed", "trial", "run_id", "workdir", "metrics_file", "python")
+RUN_PLACEHOLDERS = (
+    "seed",
+    "trial",
+    "run_id",
+    "workdir",
+    "metrics_file",
+    "progress_file",
+    "python",
+)
 
 
 def _check_command(config: SweepConfig, source: str) -> None:

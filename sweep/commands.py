@@ -336,9 +336,11 @@ def _print_status(
     from rich.table import Table
 
     config = loaded.config
+    pruned = f", {document['pruned']} pruned" if document.get("pruned") else ""
     console.print(
-        f"sweep {document['sweep']}: {document['complete']}/{document['n_trials']} complete, "
-        f"{document['running']} running, {document['failed']} failed attempts"
+        f"sweep {document['sweep']}: {document['complete']}/{document['n_trials']} complete"
+        f"{pruned}, {document['running']} running, {document['failed']} failed attempts; "
+        f"{document['compute_seconds']:.0f} s of training"
     )
     if "cost" in document:
         from sweep.cost import summary_line
@@ -356,9 +358,13 @@ def _print_status(
     for trial in document["trials"]:
         values = trial["values"] or [None] * len(config.objectives)
         stale = trial.get("stale")
+        state = f"{trial['state']} (stale)" if stale else trial["state"]
+        if trial.get("pruned"):
+            state = f"PRUNED at rung {trial['pruned']['rung']} ({trial['pruned']['rule']})"
+            values = trial["pruned"].get("values") or values
         table.add_row(
             str(trial["number"]),
-            f"{trial['state']} (stale)" if stale else trial["state"],
+            state,
             *[_cell(trial["params"].get(p, "")) for p in config.search_space],
             *["" if v is None else f"{v:.4f}" for v in values],
             "" if trial["retry_of"] is None else str(trial["retry_of"]),

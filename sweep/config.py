@@ -251,6 +251,42 @@ class RayLauncher(StrictModel):
 LauncherConfig = Annotated[LocalLauncher | SlurmLauncher | RayLauncher, Field(discriminator="kind")]
 
 
+# ----------------------------------------------------------------------------------- pruner
+
+
+class PrunerConfig(StrictModel):
+    """Early stopping of trials on their intermediate evaluations (docs/sweeps.md, "Early
+    stopping"; the rules are :mod:`sweep.pruning`). Decisions are taken at rungs, the
+    training steps ``min_step * reduction_factor ** k`` before the run's last step."""
+
+    kind: Literal["none", "rungs", "collapse", "rungs+collapse"] = "none"
+    """``none`` (every trial trains to its end), ``rungs`` (successive halving by
+    non-dominated rank at each rung), ``collapse`` (stop a trial that no longer answers),
+    or ``rungs+collapse``."""
+    min_step: int = Field(10, ge=1)
+    """The first rung: the training step (simulator iteration, verl step, the command's own
+    step) of the first decision. The simulator then evaluates every ``min_step`` iterations."""
+    reduction_factor: int = Field(3, ge=2, le=100)
+    """eta: rungs are ``reduction_factor`` times apart, and at each rung a trial goes on only
+    in the top ``1 / reduction_factor`` of the trials that reached it (``rungs``)."""
+    min_trials: int | None = Field(None, ge=1)
+    """``rungs``: trials that must have reached a rung before it stops any (default
+    ``reduction_factor``); until then every trial goes on."""
+    collapse_threshold: float = Field(0.9, gt=0.0, le=1.0)
+    """``collapse``: a trial whose ``eval/no_answer_rate`` is at or above this at a rung
+    stops (docs/sim.md calls a run collapsed at 0.9)."""
+    collapse_from_rung: int = Field(0, ge=0)
+    """``collapse``: the first rung (0 = ``min_step``) where the collapse rule applies."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.kind != "none"
+
+    @property
+    def rung_min_trials(self) -> int:
+        return self.min_trials or self.reduction_factor
+
+
 # ------------------------------------------------------------------------------------ sweep
 
 
@@ -302,6 +338,8 @@ class SweepConfig(StrictModel):
     locked, artifact store unreachable). A write still failing then waits in the sweep's
     MLflow outbox, replayed in order once MLflow answers; a read or a run it cannot create
     fails the trial with reason ``tracking`` (retried like any failure)."""
+    pruner: PrunerConfig = PrunerConfig()
+    """Early stopping of trials (default ``kind: none``); docs/sweeps.md, "Early stopping"."""
     min_free_disk_mb: float = Field(512.0, ge=0)
     """Free space the workspace's file system must have before a sweep starts and before
     each new trial; below it the sweep stops with one line instead of failing trials on a
@@ -338,6 +376,11 @@ class SweepConfig(StrictModel):
                         f"(the hypervolume's reference point): set objectives[{index}]"
                         f".threshold for {objective.metric}"
                     )
+        if self.pruner.enabled and self.driver.library != "optuna":
+            raise ValueError(
+                f"pruner.kind {self.pruner.kind!r} needs driver.library optuna (a pymoo "
+                "generation waits for every member's values); set pruner.kind: none"
+            )
         if self.lease <= 2 * self.heartbeat_interval:
             raise ValueError("lease must exceed twice heartbeat_interval, or live trials expire")
         return self
@@ -366,6 +409,11 @@ class SweepConfig(StrictModel):
         for key in (*runtime, *placement, *recovery):
             data.pop(key)
         data["driver"].pop("n_trials")
+        # The pruner decides which trials end PRUNED: a resumed sweep under another pruner
+        # would decide differently, so it is part of what the sweep is. Without one it is
+        # left out, and sweeps made before pruners existed keep their fingerprint.
+        if data["pruner"]["kind"] == "none":
+            data.pop("pruner")
         for objective in data["objectives"]:
             # Thresholds are the reference point (the analysis', the botorch driver's aim),
             # not what a trial is; sweeps made before they existed keep their fingerprint.

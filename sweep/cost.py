@@ -73,6 +73,14 @@ def trial_cost(user_attrs: Mapping[str, object]) -> dict[str, float] | None:
     return total([{str(key): float(value) for key, value in cost.items()}])
 
 
+def compute_seconds(user_attrs: Mapping[str, object]) -> float:
+    """The training time a trial's runs held (``wall_s`` of its cost, every seed; 0 while
+    none is recorded): what ``status --json`` reports as ``compute_seconds``, the measure
+    of what a pruner saves (docs/sweeps.md, "Early stopping")."""
+    cost = trial_cost(user_attrs)
+    return 0.0 if cost is None else cost[COST_WALL_S]
+
+
 def sweep_cost(trials: Iterable[Mapping[str, object]]) -> dict[str, float]:
     """The cost of every attempt of a sweep, from the trials' user attributes."""
     return total(cost for attrs in trials if (cost := trial_cost(attrs)) is not None)

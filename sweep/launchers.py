@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 
 from bao.configuration import ConfigError
 from bao.errors import BaoError, first_line
-from bao.records import RUN_LOG
+from bao.records import PROGRESS_ENV, RUN_LOG
 from sweep import execution
 from sweep.backends import Backend, Launch, RunRequest, TrialError, backend_class
 from sweep.config import LoadedSweep, LocalLauncher, RayLauncher, SlurmLauncher
@@ -633,6 +633,8 @@ def job_request(
         "MLFLOW_RUN_ID": request.run_id,
         "BAO_PARETO_HOME": str(workspace),
         "PYTHONUNBUFFERED": "1",
+        # Where the run appends its intermediate evaluations (sweep/pruning.py reads them).
+        PROGRESS_ENV: str(backend.progress_file(request)),
     }
     name = f"{sweep}-t{request.trial_number:05d}-s{request.seed}"
     return JobRequest(launch=launch, env=env, workdir=request.workdir, name=name)

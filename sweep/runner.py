@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from bao import records
 from bao.errors import first_line
-from sweep import cost, execution, stopping
+from sweep import cost, execution, pruning, stopping
 from sweep.backends import RunRequest, TrialError
 from sweep.config import LoadedSweep
 from sweep.drivers import OptunaDriver, pop_waiting, record_constraints
@@ -92,6 +92,9 @@ class SweepRunner(SweepSession):
         # trial number -> what its runs cost, and the scheduler's ids of its jobs
         self._costs: dict[int, list[dict[str, float]]] = {}
         self._job_ids: dict[int, list[str]] = {}
+        # trial number -> step -> each seed's evaluation there (the pruner's evidence)
+        self._evaluations: dict[int, dict[int, list[dict[str, float]]]] = {}
+        self._rung_steps: list[int] = []
 
     def stop(self) -> None:
         """Asks the loop to stop: running trials are terminated, failed as interrupted and
@@ -102,6 +105,10 @@ class SweepRunner(SweepSession):
         if not hasattr(self, "study"):
             self.prepare()
         self.heartbeat = Heartbeat(self.study, self.owner, self.config.heartbeat_interval)
+        pruner = self.config.pruner
+        self._rung_steps = pruning.rung_steps(
+            pruner.min_step, pruner.reduction_factor, self.backend.max_step()
+        )
         self._recover_stale()
         self.heartbeat.start()
         aborted = False
@@ -119,7 +126,7 @@ class SweepRunner(SweepSession):
                 self._front(),
                 aborted=aborted,
                 stopped=self.stop_event.is_set(),
-                done=counts["COMPLETE"] >= self.n_trials,
+                done=_finished(counts) >= self.n_trials,
             )
         return self._result()
 
@@ -136,7 +143,7 @@ class SweepRunner(SweepSession):
                 # Disk and MLflow are checked only when a trial is about to be claimed: a
                 # running trial is never stopped by a check meant for the next one.
                 ready = False
-                if len(active) < self.jobs and counts["COMPLETE"] < self.n_trials:
+                if len(active) < self.jobs and _finished(counts) < self.n_trials:
                     ready = self._ready_for_trials()
                 while ready and len(active) < self.jobs and not self.stop_event.is_set():
                     trial = self._claim()
@@ -145,7 +152,7 @@ class SweepRunner(SweepSession):
                     active[pool.submit(self._execute, trial)] = trial.number
                 if not active:
                     counts = self.study.counts()
-                    if counts["COMPLETE"] >= self.n_trials:
+                    if _finished(counts) >= self.n_trials:
                         break
                     if counts["RUNNING"] or counts["WAITING"] or not ready:
                         idle_since = None
@@ -196,12 +203,12 @@ class SweepRunner(SweepSession):
             return trial
         counts = self.study.counts()
         budget = stopping.budget(
-            self.n_trials, counts["COMPLETE"], counts["RUNNING"], counts["WAITING"]
+            self.n_trials, _finished(counts), counts["RUNNING"], counts["WAITING"]
         )
         trial = self.driver.propose(self.study, budget, leader=self.leader)
         if trial is None or not isinstance(self.driver, OptunaDriver):
             return trial
-        live = ("COMPLETE", "RUNNING", "WAITING")
+        live = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
         ahead = sum(
             1 for t in self.study.trials() if t.number < trial.number and t.state.name in live
         )
@@ -236,6 +243,7 @@ class SweepRunner(SweepSession):
         started = time.monotonic()
         run_id = ""
         try:
+            self._inherit_rungs(trial, attrs)
             run_id = self._trial_run(trial, attrs)
             trial.set_user_attr(records.ATTR_RUN_ID, run_id)
             self._emit(f"trial {number} started{_attempt(attrs)}: {_named(trial.params)}")
@@ -247,6 +255,8 @@ class SweepRunner(SweepSession):
                 trial.set_user_attr(key, value)
             record_constraints(trial, self.config, means)
             self._tell(trial, values)
+        except TrialPrunedError as pruned:
+            self._prune(trial, run_id, pruned)
         except TrialError as failure:
             self._fail(trial, attrs, run_id, failure)
         except TrackingUnavailableError as error:
@@ -266,6 +276,7 @@ class SweepRunner(SweepSession):
             values_text = _named(dict(zip(metrics, values, strict=True)))
             self._emit(f"trial {number} complete in {duration(took)}: {values_text}")
         finally:
+            self._evaluations.pop(number, None)
             self.heartbeat.release(number)
 
     def _train_seeds(
@@ -284,10 +295,14 @@ class SweepRunner(SweepSession):
             workdir.mkdir(parents=True, exist_ok=True)
             request = RunRequest(dict(trial.params), seed, trial.number, seed_run, workdir)
             try:
-                metrics = self._run_backend(request, deadline)
+                metrics = self._run_backend(trial, request, deadline)
                 problem = stopping.metric_problem(metrics, wanted, seed)
                 if problem is not None:
                     raise TrialError(*problem)
+            except TrialPrunedError as pruned:
+                if seed_run != run_id:
+                    self._close_pruned(seed_run, pruned)
+                raise
             except TrialError as failure:
                 if seed_run != run_id:
                     self._close_run(seed_run, failure)
@@ -305,23 +320,203 @@ class SweepRunner(SweepSession):
         }
         return values, extra, summary.means
 
-    def _run_backend(self, request: RunRequest, deadline: float) -> dict[str, float]:
+    def _run_backend(
+        self, trial: optuna.Trial, request: RunRequest, deadline: float
+    ) -> dict[str, float]:
         log.info("trial %d seed %d: %s", request.trial_number, request.seed, request.params)
-        self.launcher.run(
-            job_request(
-                self.backend,
-                request,
-                sweep=self.config.name,
-                tracking_uri=self.tracking_uri,
-                workspace=self.workspace,
-            ),
-            deadline=deadline,
-            stop=self.stop_event,
-            after=lambda ended: self._ended(request, ended),
+        # The launcher stops the run when `halt` is set: by the sweep's stop, or by the
+        # pruner, which reads the run's progress file in a thread of its own meanwhile.
+        halt = threading.Event()
+        ended = threading.Event()
+        verdict: list[tuple[pruning.Decision, int]] = []
+        watcher = threading.Thread(
+            target=self._watch_progress,
+            args=(trial, request, halt, ended, verdict),
+            name=f"progress-{request.trial_number}",
+            daemon=True,
         )
+        watcher.start()
+        try:
+            self.launcher.run(
+                job_request(
+                    self.backend,
+                    request,
+                    sweep=self.config.name,
+                    tracking_uri=self.tracking_uri,
+                    workspace=self.workspace,
+                ),
+                deadline=deadline,
+                stop=halt,
+                after=lambda record: self._ended(request, record),
+            )
+        except TrialError as failure:
+            pruned = failure.code == stopping.INTERRUPTED_CODE and not self.stop_event.is_set()
+            if verdict and pruned:
+                decision, step = verdict[0]
+                raise TrialPrunedError(decision, step, self._rung_index(step)) from None
+            raise
+        finally:
+            ended.set()
+            watcher.join()
         metrics = self.backend.collect(request, self.tracker)
         self._costs.setdefault(request.trial_number, []).append(cost.user_cost(metrics))
         return metrics
+
+    # ------------------------------------------------------------------------- pruning
+
+    def _watch_progress(
+        self,
+        trial: optuna.Trial,
+        request: RunRequest,
+        halt: threading.Event,
+        ended: threading.Event,
+        verdict: list[tuple[pruning.Decision, int]],
+    ) -> None:
+        """Reads the run's progress file until the run ends; each evaluation is recorded,
+        and a prune decision sets ``halt`` (and ``verdict``: the decision and its step)."""
+        path = self.backend.progress_file(request)
+        offset = 0
+        while True:
+            finished = ended.wait(POLL_S)
+            if self.stop_event.is_set():
+                halt.set()
+            evaluations, offset = pruning.read_progress(path, offset)
+            for evaluation in evaluations:
+                try:
+                    decision = self._evaluated(trial, request, evaluation, decide=not finished)
+                except Exception as error:  # evidence lost must not take the run down
+                    log.warning(
+                        "trial %d: evaluation at step %d not recorded: %s",
+                        request.trial_number,
+                        evaluation.step,
+                        first_line(error),
+                    )
+                    continue
+                if decision is not None and decision.prune and not halt.is_set():
+                    verdict.append((decision, evaluation.step))
+                    halt.set()
+                    break  # what the run did past its last rung is not its record
+            if finished or verdict:
+                return
+
+    def _rung_index(self, step: int) -> int | None:
+        if step not in self._rung_steps:
+            return None
+        return self._rung_steps.index(step)
+
+    def _evaluated(
+        self,
+        trial: optuna.Trial,
+        request: RunRequest,
+        evaluation: pruning.Evaluation,
+        *,
+        decide: bool,
+    ) -> pruning.Decision | None:
+        """Records one evaluation (the trial's attributes, its MLflow run) and, at a rung,
+        returns the pruner's decision there (None elsewhere, or without a pruner)."""
+        number, step = request.trial_number, evaluation.step
+        objectives = [o.metric for o in self.config.objectives]
+        per_step = self._evaluations.setdefault(number, {}).setdefault(step, [])
+        per_step.append(dict(evaluation.metrics))
+        means = pruning.mean_evaluation(per_step, objectives)
+        if means is None:  # the objectives are not all there: no point to compare
+            return None
+        rates = pruning.mean_evaluation(per_step, [pruning.NO_ANSWER_METRIC])
+        rate = None if rates is None else rates[pruning.NO_ANSWER_METRIC]
+        values = [means[m] for m in objectives]
+        trial.set_user_attr(
+            f"{records.ATTR_EVAL_PREFIX}{step}", {"values": values, "no_answer_rate": rate}
+        )
+        steps = max(step, int(trial.user_attrs.get(records.ATTR_STEPS, 0) or 0))
+        trial.set_user_attr(records.ATTR_STEPS, steps)
+        trial_run = str(trial.user_attrs.get(records.ATTR_RUN_ID, request.run_id))
+        if not self.backend.logs_evaluations or trial_run != request.run_id:
+            # A command's run, or the seeds' mean on a trial run above its seed runs.
+            logged = {m: v for m, v in zip(objectives, values, strict=True)}
+            if rate is not None:
+                logged[pruning.NO_ANSWER_METRIC] = rate
+            self.tracker.log_metrics(trial_run, logged, step=step)
+        rung = self._rung_index(step)
+        if not decide or not self.config.pruner.enabled or rung is None:
+            return None
+        decided: dict[str, str] = dict(trial.user_attrs.get(records.ATTR_RUNGS) or {})
+        if str(step) in decided:  # decided already: by an earlier seed, or the attempt retried
+            return pruning.Decision.parse(decided[str(step)])
+        decision = pruning.decide(
+            self._settings(),
+            rung,
+            point=values,
+            no_answer_rate=rate,
+            others=self._points_at(step, exclude=trial.number),
+            directions=[o.direction for o in self.config.objectives],
+        )
+        decided[str(step)] = str(decision)
+        trial.set_user_attr(records.ATTR_RUNGS, decided)
+        log.info("trial %d at rung %d (step %d): %s", number, rung, step, decision.action)
+        return decision
+
+    def _settings(self) -> pruning.PrunerSettings:
+        pruner = self.config.pruner
+        return pruning.PrunerSettings(
+            kind=pruner.kind,
+            reduction_factor=pruner.reduction_factor,
+            min_trials=pruner.rung_min_trials,
+            collapse_threshold=pruner.collapse_threshold,
+            collapse_from_rung=pruner.collapse_from_rung,
+        )
+
+    def _points_at(self, step: int, *, exclude: int) -> list[list[float]]:
+        """The points other attempts recorded at ``step``: complete, pruned and running ones
+        (a failed attempt's evidence comes again with its retry)."""
+        key = f"{records.ATTR_EVAL_PREFIX}{step}"
+        points = []
+        for other in self.study.study.get_trials(deepcopy=False):
+            if other.number == exclude or other.state.name not in ("COMPLETE", "PRUNED", "RUNNING"):
+                continue
+            recorded = other.user_attrs.get(key)
+            if isinstance(recorded, dict) and isinstance(recorded.get("values"), list):
+                points.append([float(v) for v in recorded["values"]])
+        return points
+
+    def _inherit_rungs(self, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+        """A retry takes its failed attempt's rung decisions: the same parameter set is not
+        judged again against a different field (a sweep resumed after a kill decides the
+        same way)."""
+        previous = attrs.get(records.ATTR_RETRY_OF)
+        if previous is None or not self.config.pruner.enabled:
+            return
+        try:
+            frozen = self.study.study.get_trials(deepcopy=False)[int(previous)]
+        except (IndexError, ValueError, TypeError):
+            return
+        decided = frozen.user_attrs.get(records.ATTR_RUNGS)
+        if isinstance(decided, dict) and decided:
+            trial.set_user_attr(records.ATTR_RUNGS, dict(decided))
+
+    def _prune(self, trial: optuna.Trial, run_id: str, pruned: TrialPrunedError) -> None:
+        """Ends a pruned trial: PRUNED in Optuna with its last values kept as an attribute
+        (never on the front, not a failure, not retried), its MLflow run KILLED and tagged."""
+        recorded = trial.user_attrs.get(f"{records.ATTR_EVAL_PREFIX}{pruned.step}") or {}
+        trial.set_user_attr(
+            records.ATTR_PRUNED,
+            {
+                "step": pruned.step,
+                "rung": pruned.rung,
+                "rule": pruned.decision.rule,
+                "values": recorded.get("values"),
+            },
+        )
+        self.study.study.tell(trial, state=_state("PRUNED"))
+        if run_id:
+            self._close_pruned(run_id, pruned)
+        self._emit(f"trial {trial.number} pruned: {pruned}")
+
+    def _close_pruned(self, run_id: str, pruned: TrialPrunedError) -> None:
+        try:
+            self.tracker.set_tag(run_id, records.TAG_PRUNED, str(pruned))
+            self.tracker.set_terminated(run_id, status="KILLED")
+        except Exception:  # MLflow refused it (outages are kept and retried)
+            log.warning("could not close MLflow run %s", run_id, exc_info=True)
 
     def _ended(self, request: RunRequest, ended: JobRecord) -> None:
         """A run's end, however it ended: its cost and job id kept, its log attached."""
@@ -377,7 +572,7 @@ class SweepRunner(SweepSession):
         if self.on_progress is None:
             return
         counts = self.study.counts()
-        remaining = max(0, self.n_trials - counts["COMPLETE"])
+        remaining = max(0, self.n_trials - _finished(counts))
         self.on_progress(
             SweepProgress(
                 n_trials=self.n_trials,
@@ -413,6 +608,22 @@ class SweepRunner(SweepSession):
             storage_url=self.study.url,
             front=[(t.number, dict(t.params), list(t.values)) for t in self._front()],
         )
+
+
+class TrialPrunedError(Exception):
+    """A run the pruner stopped at a rung (not a failure: the trial ends PRUNED)."""
+
+    def __init__(self, decision: pruning.Decision, step: int, rung: int | None) -> None:
+        super().__init__(f"{decision.rule} rule at rung {rung} (step {step})")
+        self.decision = decision
+        self.step = step
+        self.rung = rung
+
+
+def _finished(counts: Any) -> int:
+    """Trials that count towards ``n_trials``: complete and pruned ones (a pruned trial
+    used its share of the budget; docs/sweeps.md, "Early stopping")."""
+    return int(counts["COMPLETE"]) + int(counts["PRUNED"])
 
 
 def _named(values: dict[str, Any]) -> str:

@@ -351,13 +351,16 @@ class SweepSession:
             "n_trials": self.n_trials,
             "complete": counts["COMPLETE"],
             "failed": counts["FAIL"],
+            "pruned": counts["PRUNED"],
             "driver": state,
             "pareto_trials": [t.number for t in front],
         }
         parent = self.parent_run_id
         self.tracker.replay()  # the sweep's own earlier writes land before its end
         try:
-            counted = {f"sweep/{key.lower()}": float(counts[key]) for key in ("COMPLETE", "FAIL")}
+            counted = {
+                f"sweep/{key.lower()}": float(counts[key]) for key in ("COMPLETE", "FAIL", "PRUNED")
+            }
             self.tracker.log_metrics(parent, counted)
             self.tracker.set_tag(parent, records.TAG_DRIVER_STATE, json.dumps(state))
             # In the sweep's folder, not a temporary one: an outage replays it from there.

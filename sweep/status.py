@@ -5,9 +5,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bao.records import ATTR_JOB_IDS, ATTR_RETRY_OF, ATTR_RUN_ID, STUDY_N_TRIALS
+from bao.records import (
+    ATTR_JOB_IDS,
+    ATTR_PRUNED,
+    ATTR_RETRY_OF,
+    ATTR_RUN_ID,
+    ATTR_STEPS,
+    STUDY_N_TRIALS,
+)
 from sweep.config import LoadedSweep
-from sweep.cost import sweep_cost, trial_cost
+from sweep.cost import compute_seconds, sweep_cost, trial_cost
 from sweep.lease import stale_reason
 from sweep.storage import SweepStudy
 
@@ -21,7 +28,10 @@ def status_document(loaded: LoadedSweep, study: SweepStudy) -> dict[str, Any]:
     with the reason (it stays RUNNING in the storage until a sweep or worker retries it).
     ``cost`` is what every attempt held for how long (:mod:`sweep.cost`), for the sweep and
     per trial, and ``job_ids`` the scheduler's jobs of a trial run on a cluster: both only
-    where recorded (a workspace written before costs were reads as it did, docs/sweeps.md)."""
+    where recorded (a workspace written before costs were reads as it did, docs/sweeps.md).
+    Every trial carries ``compute_seconds`` (the training time its runs held, 0 before any
+    was recorded) and ``steps`` (the furthest step it evaluated, or None); a PRUNED one
+    ``pruned`` (the rung, step and rule that stopped it, and its last values)."""
     import time
 
     trials = study.trials()
@@ -36,6 +46,8 @@ def status_document(loaded: LoadedSweep, study: SweepStudy) -> dict[str, Any]:
         "complete": counts["COMPLETE"],
         "running": counts["RUNNING"],
         "failed": counts["FAIL"],
+        "pruned": counts["PRUNED"],
+        "compute_seconds": sum(compute_seconds(trial.user_attrs) for trial in trials),
         "trials": [
             {
                 "number": trial.number,
@@ -45,6 +57,11 @@ def status_document(loaded: LoadedSweep, study: SweepStudy) -> dict[str, Any]:
                 "mlflow_run_id": trial.user_attrs.get(ATTR_RUN_ID),
                 "retry_of": trial.user_attrs.get(ATTR_RETRY_OF),
                 "stale": stale_reason(trial, now, lease) if trial.state.name == "RUNNING" else None,
+                "compute_seconds": compute_seconds(trial.user_attrs),
+                "steps": trial.user_attrs.get(ATTR_STEPS),
+                "pruned": trial.user_attrs.get(ATTR_PRUNED)
+                if trial.state.name == "PRUNED"
+                else None,
             }
             for trial in trials
         ],

@@ -10,6 +10,8 @@ config's ``backend``). :func:`dry_run` builds and validates the command without 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any
 
 from bao.metrics import summarize
 from bao.paths import safe_component
-from bao.records import TAG_CHECKPOINT_URI
+from bao.records import PROGRESS_ENV, TAG_CHECKPOINT_URI
 from bao.verl.config import USER_GYMS, VerlConfig
 from bao.verl.launch import (
     DataPlan,
@@ -209,7 +211,14 @@ def train(config: VerlConfig, workspace: Path, resolved: dict[str, Any]) -> Trai
         (folder.root / "command.txt").write_text(" ".join(prepared.argv) + "\n")
         # verl's MLflow logger ends the attached run as FINISHED even when verl fails; the
         # status training_run sets (or the sweep's runner does) is the one that stays.
-        run_verl(prepared.argv, prepared.env, folder.log_file)
+        watcher = ValidationWatcher.from_environment(
+            folder.validation_dir, len(preview.data.eval_tasks), prepared.config.eval.k_max
+        )
+        try:
+            run_verl(prepared.argv, prepared.env, folder.log_file)
+        finally:
+            if watcher is not None:
+                watcher.close()
         step, dump = last_validation_dump(folder.validation_dir)
         trajectories, user_costs = read_validation_dump(dump)
         metrics = summarize(trajectories, k_max=prepared.config.eval.k_max)
@@ -231,6 +240,69 @@ def train(config: VerlConfig, workspace: Path, resolved: dict[str, Any]) -> Trai
     return TrainResult(
         run_id=run_id, metrics=metrics, step=step, seconds=seconds, folder=folder.root
     )
+
+
+class ValidationWatcher:
+    """Turns each validation pass verl dumps while it trains into a line of the sweep's
+    progress file (``$BAO_PROGRESS_FILE``, docs/sweeps.md "Early stopping"): the same
+    ``eval/`` metrics the run's final evaluation logs, at the dump's step, so a sweep's
+    pruner reads verl runs as it reads the simulator's."""
+
+    POLL_S = 5.0
+
+    def __init__(self, folder: Path, target: Path, expected: int, k_max: int) -> None:
+        self.folder = folder
+        self.target = target
+        self.expected = expected
+        self.k_max = k_max
+        self.done: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="verl-validation", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def from_environment(cls, folder: Path, expected: int, k_max: int) -> ValidationWatcher | None:
+        """A watcher when a sweep named a progress file (none for a run started by hand)."""
+        target = os.environ.get(PROGRESS_ENV)
+        return None if not target else cls(folder, Path(target), expected, k_max)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.POLL_S):
+            try:
+                self.poll()
+            except Exception as error:  # evidence for the pruner; the run goes on without it
+                log.warning("validation progress not written: %s", error)
+
+    def poll(self) -> None:
+        """Writes every complete dump not written yet. A dump with fewer episodes than the
+        validation set, or one that does not read, is still being written: next time."""
+        from bao.dumps import step_files, step_of
+        from bao.errors import BaoError
+        from bao.tracking import append_progress
+        from bao.verl.evaluation import read_validation_dump
+
+        for path in step_files(self.folder):
+            step = step_of(path)
+            if step is None or step in self.done:
+                continue
+            try:
+                trajectories, _ = read_validation_dump(path)
+            except BaoError:
+                continue
+            if len(trajectories) < self.expected:
+                continue
+            metrics = summarize(trajectories, k_max=self.k_max)
+            append_progress(self.target, step, {f"eval/{k}": v for k, v in metrics.items()})
+            self.done.add(step)
+
+    def close(self) -> None:
+        """Stops watching, after a last look (the final pass is dumped as verl exits)."""
+        self._stop.set()
+        self._thread.join()
+        try:
+            self.poll()
+        except OSError as error:  # the progress file is evidence for the pruner, no more
+            log.warning("validation progress not written: %s", error)
 
 
 def last_checkpoint(folder: Path) -> Path | None:

@@ -112,3 +112,16 @@ st.dataframe(
     },
 )
 st.caption("Front trials and every trial with P(non-dominated) >= 0.05.")
+
+pruned = data.trials[data.trials["state"] == "PRUNED"]
+if not pruned.empty:
+    # Stopped early by the sweep's pruner (docs/sweeps.md, "Early stopping"): never on the
+    # front above, listed with the rung and rule that stopped them.
+    st.subheader(f"Pruned trials ({len(pruned)})")
+    st.dataframe(
+        pruned[["number", "state", "pruned_rung", "pruned_rule"]].rename(
+            columns={"number": "trial", "pruned_rung": "rung", "pruned_rule": "rule"}
+        ),
+        hide_index=True,
+        column_config={"rung": st.column_config.NumberColumn(format="%d")},
+    )

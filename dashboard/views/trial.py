@@ -22,6 +22,7 @@ if trials.empty:
 
 numbers = [int(n) for n in trials["number"]]
 states = dict(zip(numbers, trials["state"], strict=True))
+rungs = dict(zip(numbers, trials["pruned_rung"].astype(float), strict=True))
 wanted = st.query_params.get("trial")
 default = analysis.knee if analysis.knee is not None else numbers[0]
 if wanted is not None and wanted.isdigit() and int(wanted) in states:
@@ -31,7 +32,9 @@ number = st.selectbox(
     numbers,
     index=numbers.index(default),
     format_func=lambda n: (
-        f"trial {n} ({states[n].lower()})"
+        f"trial {n} ({states[n].lower()}"
+        + (f" at rung {int(rungs[n])}" if math.isfinite(rungs[n]) else "")
+        + ")"
         + (" - on the front" if n in analysis.front_numbers else "")
         + (" - knee" if n == analysis.knee else "")
     ),
@@ -46,6 +49,10 @@ known = isinstance(duration, float) and math.isfinite(duration)
 facts[1].metric("duration", f"{duration:.0f} s" if known else state.NOT_RECORDED)
 facts[2].metric("seeds", int(row.get("n_seeds", 0)))
 facts[3].metric("attempt", int(row.get("attempt", 1)))
+if row["state"] == "PRUNED":
+    rung = row.get("pruned_rung")
+    where = f"rung {int(rung)}" if isinstance(rung, float) and math.isfinite(rung) else "a rung"
+    st.warning(f"pruned at {where} by the {row.get('pruned_rule') or '?'} rule (docs/sweeps.md)")
 if row["state"] == "FAIL":
     # The reason is backend output: shown as plain text, never rendered as markdown.
     st.error("failed")

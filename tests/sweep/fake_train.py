@@ -6,8 +6,12 @@ no-metrics, not-json, flaky (fails the first attempt of each trial, then works),
 ($FAKE_TRAIN_SECONDS, 2 s by default; with $FAKE_TRAIN_GATE set, it then waits until that file
 exists, so a test decides when the first training ends),
 fill (writes a $FAKE_TRAIN_FILL_MB checkpoint first),
-hang-once (the first run hangs, every later one works), and MODE-poisoned (the
-first parameter set it sees behaves as MODE on every attempt, every other one is ok).
+hang-once (the first run hangs, every later one works), MODE-poisoned (the
+first parameter set it sees behaves as MODE on every attempt, every other one is ok), and
+progress (appends an evaluation of the final metrics at steps 1..$FAKE_TRAIN_STEPS, 6 by
+default, to $BAO_PROGRESS_FILE, $FAKE_TRAIN_STEP_SECONDS apart (0.3 by default), with
+eval/no_answer_rate = y: the early evidence is the final answer, so a pruner's decisions
+can be computed by hand).
 """
 
 from __future__ import annotations
@@ -70,6 +74,15 @@ def main() -> int:
         return 0
     noise = 0.01 * seed
     metrics = {"f1": x + noise, "f2": 1.0 - math.sqrt(x) + y + noise, "g": y}
+    if args.mode == "progress":
+        progress = Path(os.environ["BAO_PROGRESS_FILE"])
+        pause = float(os.environ.get("FAKE_TRAIN_STEP_SECONDS", "0.3"))
+        for step in range(1, int(os.environ.get("FAKE_TRAIN_STEPS", "6")) + 1):
+            time.sleep(pause)
+            line = {"step": step, "metrics": {**metrics, "eval/no_answer_rate": y}}
+            with progress.open("a") as handle:
+                handle.write(json.dumps(line) + "\n")
+            print(f"evaluated step {step}", flush=True)
     if args.mode == "nan":
         metrics["f1"] = float("nan")
     out.write_text(json.dumps(metrics))  # NaN is written as NaN, which json reads back

@@ -9,7 +9,9 @@ registered agent loop (instantiated from verl's registry, with the agent-loop co
 there is one) against a scripted server, its outputs passed through ``as_dict`` and the
 tensordict rows the v1 trainer keeps them in, and dumped by the v1 trainer's own writer.
 
-Environment: ``FAKE_VERL_FAIL=1`` fails the way a crashed run does (a traceback, status 1).
+Environment: ``FAKE_VERL_FAIL=1`` fails the way a crashed run does (a traceback, status 1);
+``FAKE_VERL_PID_FILE`` gets this process's id; ``FAKE_VERL_LINGER_S`` keeps it running that
+long after its validation pass, as a run that goes on training would (a pruner stops it).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,8 @@ from hydra import compose, initialize_config_dir
 
 
 def main(overrides: list[str]) -> int:
+    if os.environ.get("FAKE_VERL_PID_FILE"):
+        Path(os.environ["FAKE_VERL_PID_FILE"]).write_text(str(os.getpid()))
     if os.environ.get("FAKE_VERL_FAIL"):
         print("Training Progress: 0%", flush=True)
         print("Traceback (most recent call last):", flush=True)
@@ -64,6 +69,7 @@ def main(overrides: list[str]) -> int:
         (last / "model.safetensors").write_bytes(b"weights")
     val_metrics = validate(config, steps)
     tracking.log(val_metrics, step=steps)
+    time.sleep(float(os.environ.get("FAKE_VERL_LINGER_S", "0")))
     tracking.finish()
     return 0
 

@@ -1,0 +1,106 @@
+"""A verl-backend trial pruned while verl runs: its validation pass read as it lands, the
+trial ended PRUNED, and verl's process (its own session, under ``train``) gone afterwards.
+
+verl's entry point is tests/bao/verl/fake_main_ppo.py in the sweep's ``train`` subprocesses
+(fake_verl_site/sitecustomize.py); it validates at step 2 and then keeps running, as a run
+that goes on training would, until the pruner stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("verl")
+
+from bao.metrics import summarize
+from bao.verl import launch
+from bao.verl.cpu.chat_tokenizer import build_chat_tokenizer
+from bao.verl.evaluation import read_validation_dump
+from sweep.cli import main
+from tests.sweep.conftest import OBJECTIVES, REPO_ROOT, status_json
+
+pytestmark = [pytest.mark.slow]
+
+SITE = Path(__file__).with_name("fake_verl_site")
+THRESHOLD = 0.05
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone but not yet reaped by its parent.
+    status = Path(f"/proc/{pid}/status")
+    return status.is_file() and "zombie" not in status.read_text()
+
+
+def test_a_pruned_verl_trial_stops_verl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = build_chat_tokenizer(tmp_path / "model")
+    train = {
+        "backend": "verl",
+        "model": {"path": str(model)},
+        "env": {"max_turns": 6},
+        "shaping": {"user_lambda": 0.1, "info_seeking": 0.1, "min_turns": 6},
+        "tasks": {"n_train": 6, "n_eval": 9},
+        "schedule": {"n_gpus_per_node": 1, "total_training_steps": 2, "test_freq": 1},
+        "optim": {"train_batch_size": 4, "ppo_mini_batch_size": 2},
+        "rollout": {"n": 2, "max_response_length": 2048},
+        "workdir": str(tmp_path / "run"),
+    }
+    (tmp_path / "verl.yaml").write_text(yaml.safe_dump(train))
+    sweep = {
+        "name": "verlprune",
+        "backend": {"kind": "verl", "train_config": "verl.yaml"},
+        "search_space": {"shaping.user_lambda": {"type": "float", "low": 0.0, "high": 0.2}},
+        "objectives": OBJECTIVES,
+        "driver": {"algorithm": "random", "n_trials": 1},
+        "pruner": {"kind": "collapse", "min_step": 2, "collapse_threshold": THRESHOLD},
+        "trial_timeout": 600,
+        "heartbeat_interval": 1,
+        "lease": 5,
+    }
+    config = tmp_path / "verlprune.yaml"
+    config.write_text(yaml.safe_dump(sweep))
+    pid_file = tmp_path / "verl.pid"
+    monkeypatch.setattr(launch, "_local_gpus", lambda: 1)  # this process's preflight
+    for name in ("MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(SITE), str(REPO_ROOT)]))
+    monkeypatch.setenv("BAO_TEST_FAKE_VERL", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("FAKE_VERL_LINGER_S", "300")
+    monkeypatch.setenv("FAKE_VERL_PID_FILE", str(pid_file))
+    workspace = tmp_path / "ws"
+    started = time.monotonic()
+    assert main(["sweep", str(config), "--workspace", str(workspace), "--json"]) == 0
+    assert time.monotonic() - started < 240  # stopped, not waited out
+    status = status_json(capsys, "verlprune", workspace)
+    (trial,) = status["trials"]
+    # What verl validated at step 2, read here from its dump, decides the trial's fate.
+    (dump,) = (tmp_path / "run").glob("*/validation/2.jsonl")
+    no_answer = summarize(read_validation_dump(dump)[0])["no_answer_rate"]
+    assert no_answer >= THRESHOLD
+    assert trial["state"] == "PRUNED"
+    assert trial["pruned"]["step"] == 2
+    assert trial["pruned"]["rule"] == "collapse"
+    assert trial["compute_seconds"] > 0
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 30
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _alive(pid), "verl's process outlived its pruned trial"
+    lines = [
+        json.loads(line)
+        for path in (workspace / "sweeps" / "verlprune" / "trials").glob("*/*/progress.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+    assert [line["step"] for line in lines] == [2]
