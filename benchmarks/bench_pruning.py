@@ -21,9 +21,10 @@ training and GRPO iterations, all trials), hypervolume of the complete trials as
 of the reference front's, per-budget regret (bench_sweep_efficiency.py's: the best
 Pass@U-k of the reference front's runs and every complete run here, minus the best the
 sweep found, mean over k = 1, 2, 3, 5), and trials
-pruned. The reference front is bench_sweep_efficiency's stored one
-(results/bench_sweep_efficiency.json) when it was made at the same ``--iterations``, joined
-with every complete run made here; otherwise the runs made here alone (said in the output).
+pruned. The reference front is the non-dominated set of every complete run made here (all
+rules, all seeds): a front stored by another benchmark may come from another version of the
+simulator, and nothing in its file says which. ``--reanalyse JSON`` prints a results file's
+tables again, recomputed from its stored trials.
 
 Results: results/bench_pruning.json (every trial's parameters, metrics and fate included).
 """
@@ -56,7 +57,7 @@ from bench_sweep_efficiency import (  # noqa: E402
     interval,
     regret,
 )
-from common import RESULTS_DIR, machine_line, print_table, write_results  # noqa: E402
+from common import machine_line, print_table, write_results  # noqa: E402
 
 RULES = ("none", "rungs", "collapse", "rungs+collapse")
 
@@ -211,28 +212,14 @@ def run_sweep(rule: str, driver_seed: int, settings: Settings) -> list[dict[str,
 # --------------------------------------------------------------------------- analysis
 
 
-def stored_reference(iterations: int) -> list[dict[str, Any]]:
-    """bench_sweep_efficiency's reference front, if it was made at ``iterations``."""
-    path = RESULTS_DIR / "bench_sweep_efficiency.json"
-    try:
-        stored = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return []
-    if stored.get("settings", {}).get("iterations") != iterations:
-        return []
-    return list(stored.get("reference_front", []))
-
-
 def analyse(
     settings: Settings, sweeps: dict[tuple[str, int], list[dict[str, Any]]]
 ) -> dict[str, Any]:
     _, _, reference_point = _objectives()
     complete = [r for runs in sweeps.values() for r in runs if r["state"] == "COMPLETE"]
-    stored = stored_reference(settings.iterations)
-    reference = front_of([*stored, *complete])
+    reference = front_of(complete)
     reference_hv = hypervolume_of(reference, reference_point)
-    # The stored front keeps fewer Pass@U-k columns than regret reads: only full records count.
-    best = best_pass_at_u([r for r in [*stored, *complete] if all(k in r for k in KEPT_METRICS)])
+    best = best_pass_at_u([r for r in complete if all(k in r for k in KEPT_METRICS)])
     summary: dict[str, Any] = {}
     for rule in settings.rules:
         per_seed = [sweeps[rule, seed] for seed in range(settings.seeds)]
@@ -265,9 +252,7 @@ def analyse(
     return {
         "settings": settings.__dict__ | {"rules": list(settings.rules)},
         "reference": {
-            "source": "bench_sweep_efficiency.json and this run"
-            if stored
-            else "this run's complete trials only",
+            "source": "every complete trial of this run",
             "front": reference,
             "hypervolume": reference_hv,
             "point": reference_point,
@@ -341,7 +326,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--jobs", type=int, default=1, help="sweeps at once (one core each)")
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results)")
+    parser.add_argument(
+        "--reanalyse", type=Path, metavar="JSON", help="recompute a results file's tables"
+    )
     args = parser.parse_args(argv)
+    if args.reanalyse:
+        return reanalyse(args.reanalyse)
     base = QUICK if args.quick else Settings()
     rules = tuple(dict.fromkeys(args.rules)) if args.rules else base.rules
     settings = Settings(
@@ -366,6 +356,20 @@ def main(argv: list[str] | None = None) -> int:
     path = write_results("bench_pruning", results, quick=args.quick, results_dir=args.out)
     _print(settings, results)
     print(f"results: {path}")
+    return 0
+
+
+def reanalyse(path: Path) -> int:
+    """Recomputes and prints the tables of a results file from its stored trials."""
+    stored = json.loads(path.read_text())
+    raw = dict(stored["settings"])
+    settings = Settings(**{**raw, "rules": tuple(raw["rules"])})
+    sweeps: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for key, runs in stored["sweeps"].items():
+        rule, _, seed = key.rpartition("/seed")
+        sweeps[rule, int(seed)] = runs
+    results = analyse(settings, sweeps)
+    _print(settings, results)
     return 0
 
 
