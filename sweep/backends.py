@@ -259,6 +259,13 @@ class VerlTrainBackend(TrainBackend):
         schedule = VerlConfig.model_validate(train_config).schedule
         return schedule.nnodes, schedule.n_gpus_per_node
 
+    def max_step(self) -> int | None:
+        """verl's last step (``schedule.total_training_steps``): its final validation is the
+        run's result, never a rung (None when verl derives it from the epochs)."""
+        from bao.verl.config import VerlConfig
+
+        return VerlConfig.model_validate(self.loaded.train_config).schedule.total_training_steps
+
     @classmethod
     def preflight(cls, loaded: LoadedSweep) -> None:
         """The pinned verl imports and the GPUs of the training config are there; on

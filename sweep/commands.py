@@ -249,7 +249,8 @@ class _LiveDisplay:
 
         config = self.loaded.config
         line = Text(summary_line(config.name, progress))
-        bar = ProgressBar(total=progress.n_trials, completed=progress.complete, width=50)
+        finished = progress.complete + progress.pruned  # what counts towards n_trials
+        bar = ProgressBar(total=progress.n_trials, completed=finished, width=50)
         table = Table(title=f"Pareto front so far ({len(progress.front)} trials)")
         table.add_column("trial", justify="right")
         for objective in config.objectives:
@@ -275,8 +276,9 @@ def _print_result(result: SweepResult, loaded: LoadedSweep, workspace: Path) -> 
     if not console.is_terminal:
         console = Console(width=140)
     state = "interrupted" if result.interrupted else "done"
+    pruned = f"{result.pruned} pruned, " if result.pruned else ""
     console.print(
-        f"sweep {result.name} {state}: {result.complete} complete, {result.failed} failed "
+        f"sweep {result.name} {state}: {result.complete} complete, {pruned}{result.failed} failed "
         f"attempts (storage {result.storage_url})"
     )
     table = Table(title=f"Pareto front of {result.name} ({len(result.front)} trials)")

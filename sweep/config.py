@@ -23,6 +23,7 @@ from pydantic import Field, field_validator, model_validator
 from bao.configuration import ConfigError, read_yaml
 from sweep.algorithms import AlgorithmSpec, algorithm, population_algorithms
 from sweep.params import CategoricalParam, FloatParam, IntParam, ParamSpec, StrictModel
+from sweep.pruning import PrunerKind
 
 SWEEP_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """Sweep names become folder, study and experiment names: no separators, no traversal."""
@@ -259,7 +260,7 @@ class PrunerConfig(StrictModel):
     stopping"; the rules are :mod:`sweep.pruning`). Decisions are taken at rungs, the
     training steps ``min_step * reduction_factor ** k`` before the run's last step."""
 
-    kind: Literal["none", "rungs", "collapse", "rungs+collapse"] = "none"
+    kind: PrunerKind = "none"
     """``none`` (every trial trains to its end), ``rungs`` (successive halving by
     non-dominated rank at each rung), ``collapse`` (stop a trial that no longer answers),
     or ``rungs+collapse``."""

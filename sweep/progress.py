@@ -25,6 +25,9 @@ class SweepProgress:
     elapsed_s: float
     eta_s: float | None
     last_event: str = ""
+    pruned: int = 0
+    """Trials a pruner stopped: with ``complete``, the trials that count towards
+    ``n_trials``."""
     new_event: bool = False
     """Whether this snapshot reports ``last_event`` for the first time (the runner also
     reports on a timer, with no new event)."""
@@ -39,6 +42,7 @@ class SweepResult:
     parent_run_id: str
     storage_url: str
     front: list[tuple[int, dict[str, Any], list[float]]] = field(default_factory=list)
+    pruned: int = 0
 
 
 SUMMARY_EVERY_S = 60.0
@@ -54,8 +58,9 @@ def duration(seconds: float) -> str:
 def summary_line(name: str, progress: SweepProgress) -> str:
     """One line on where the sweep stands: counts, elapsed time, ETA, size of the front."""
     eta = "?" if progress.eta_s is None else duration(progress.eta_s)
+    pruned = f" (+{progress.pruned} pruned)" if progress.pruned else ""
     return (
-        f"{name}: {progress.complete}/{progress.n_trials} complete, {progress.running} "
+        f"{name}: {progress.complete}/{progress.n_trials} complete{pruned}, {progress.running} "
         f"running, {progress.waiting} queued, {progress.failed} failed | "
         f"{duration(progress.elapsed_s)} elapsed, ETA {eta} | front: {len(progress.front)} trials"
     )

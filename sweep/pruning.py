@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 PrunerKind = Literal["none", "rungs", "collapse", "rungs+collapse"]
-PRUNER_KINDS: tuple[str, ...] = ("none", "rungs", "collapse", "rungs+collapse")
+"""The values of the sweep config's ``pruner.kind`` (sweep.config.PrunerConfig)."""
 NO_ANSWER_METRIC = "eval/no_answer_rate"
 """The metric the collapse rule reads (the share of held-out tasks never answered)."""
 CONTINUE = "continue"

@@ -221,7 +221,7 @@ class SweepRunner(SweepSession):
     def _check_failures(self, counts: Any) -> None:
         retries = self.config.max_retries
         limit = stopping.failure_limit(self.config.max_failures, self.n_trials, retries)
-        complete, failed = counts["COMPLETE"], counts["FAIL"]
+        complete, failed = _finished(counts), counts["FAIL"]
         if not stopping.too_many_failures(complete, failed, limit, retries):
             return
         reasons = self.study.failure_reasons()
@@ -350,8 +350,9 @@ class SweepRunner(SweepSession):
                 after=lambda record: self._ended(request, record),
             )
         except TrialError as failure:
-            pruned = failure.code == stopping.INTERRUPTED_CODE and not self.stop_event.is_set()
-            if verdict and pruned:
+            # A verdict is recorded only while `halt` was unset: the pruner stopped the run,
+            # even when the sweep's own stop (Ctrl-C) came just after it.
+            if verdict and failure.code == stopping.INTERRUPTED_CODE:
                 decision, step = verdict[0]
                 raise TrialPrunedError(decision, step, self._rung_index(step)) from None
             raise
@@ -496,6 +497,11 @@ class SweepRunner(SweepSession):
     def _prune(self, trial: optuna.Trial, run_id: str, pruned: TrialPrunedError) -> None:
         """Ends a pruned trial: PRUNED in Optuna with its last values kept as an attribute
         (never on the front, not a failure, not retried), its MLflow run KILLED and tagged."""
+        state = self.study.storage.get_trial(self.study.trial_id(trial.number)).state
+        if state.is_finished():  # another process already took it as stale and requeued it
+            if run_id:
+                self._close_pruned(run_id, pruned)
+            return
         recorded = trial.user_attrs.get(f"{records.ATTR_EVAL_PREFIX}{pruned.step}") or {}
         trial.set_user_attr(
             records.ATTR_PRUNED,
@@ -580,6 +586,7 @@ class SweepRunner(SweepSession):
                 running=counts["RUNNING"],
                 waiting=counts["WAITING"],
                 failed=counts["FAIL"],
+                pruned=counts["PRUNED"],
                 front=[(t.number, list(t.values)) for t in self._front()],
                 elapsed_s=time.monotonic() - self._started,
                 eta_s=stopping.eta(remaining, self._durations, self.jobs),
@@ -603,10 +610,11 @@ class SweepRunner(SweepSession):
             name=self.config.name,
             complete=counts["COMPLETE"],
             failed=counts["FAIL"],
-            interrupted=self.stop_event.is_set() and counts["COMPLETE"] < self.n_trials,
+            interrupted=self.stop_event.is_set() and _finished(counts) < self.n_trials,
             parent_run_id=self.parent_run_id,
             storage_url=self.study.url,
             front=[(t.number, dict(t.params), list(t.values)) for t in self._front()],
+            pruned=counts["PRUNED"],
         )
 
 

@@ -9,7 +9,8 @@ fill (writes a $FAKE_TRAIN_FILL_MB checkpoint first),
 hang-once (the first run hangs, every later one works), MODE-poisoned (the
 first parameter set it sees behaves as MODE on every attempt, every other one is ok), and
 progress (appends an evaluation of the final metrics at steps 1..$FAKE_TRAIN_STEPS, 6 by
-default, to $BAO_PROGRESS_FILE, $FAKE_TRAIN_STEP_SECONDS apart (0.3 by default), with
+default, to $BAO_PROGRESS_FILE, $FAKE_TRAIN_STEP_SECONDS apart (0.3 by default), then waits
+$FAKE_TRAIN_TAIL_SECONDS (2 by default) before it writes its metrics, with
 eval/no_answer_rate = y: the early evidence is the final answer, so a pruner's decisions
 can be computed by hand).
 """
@@ -83,6 +84,9 @@ def main() -> int:
             with progress.open("a") as handle:
                 handle.write(json.dumps(line) + "\n")
             print(f"evaluated step {step}", flush=True)
+        # The run goes on a while after its last evaluation (saving, say), so that a rung
+        # decided on the last lines reaches it before it exits, however loaded the machine.
+        time.sleep(float(os.environ.get("FAKE_TRAIN_TAIL_SECONDS", "2")))
     if args.mode == "nan":
         metrics["f1"] = float("nan")
     out.write_text(json.dumps(metrics))  # NaN is written as NaN, which json reads back

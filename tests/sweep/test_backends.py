@@ -83,3 +83,20 @@ def test_dry_run_checks_every_corner(kind: str, tmp_path: Path) -> None:
     checked = dry_run_commands(loaded, str(tmp_path / "ws"))
     assert [entry["params"] for entry in checked] == corners
     assert all(entry["check"] for entry in checked)
+
+
+@pytest.mark.parametrize(
+    ("kind", "section", "key"),
+    [("sim", "trainer", "iterations"), ("verl", "schedule", "total_training_steps")],
+)
+def test_a_runs_last_step_is_the_training_configs_and_never_a_rung(
+    kind: str, section: str, key: str
+) -> None:
+    from sweep import pruning
+
+    loaded = load_sweep_config(EXAMPLES[kind])
+    loaded.train_config.setdefault(section, {})[key] = 30
+    backend = backend_class(kind)(loaded, Path(loaded.source), Path("."))
+    assert backend.max_step() == 30
+    # Rungs at 10 x 3^k: 10, then 30 is the run's end, where its final evaluation decides.
+    assert pruning.rung_steps(10, 3, backend.max_step()) == [10]

@@ -31,6 +31,15 @@ def snapshot(
     )
 
 
+def test_the_summary_counts_pruned_trials_beside_the_complete_ones() -> None:
+    from sweep.progress import summary_line
+
+    plain = snapshot(61.0, complete=1)
+    assert "1/4 complete, 1 running" in summary_line("tiny", plain)
+    plain.pruned = 2
+    assert "1/4 complete (+2 pruned), 1 running" in summary_line("tiny", plain)
+
+
 def test_durations_are_minutes_and_seconds() -> None:
     assert [duration(s) for s in (0, 59.4, 60, 125, 3600)] == [
         "0m00s",

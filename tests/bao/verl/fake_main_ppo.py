@@ -10,8 +10,10 @@ there is one) against a scripted server, its outputs passed through ``as_dict`` 
 tensordict rows the v1 trainer keeps them in, and dumped by the v1 trainer's own writer.
 
 Environment: ``FAKE_VERL_FAIL=1`` fails the way a crashed run does (a traceback, status 1);
-``FAKE_VERL_PID_FILE`` gets this process's id; ``FAKE_VERL_LINGER_S`` keeps it running that
-long after its validation pass, as a run that goes on training would (a pruner stops it).
+``FAKE_VERL_PID_FILE`` gets this process's id; ``FAKE_VERL_MID_VALIDATION=1`` also validates
+every ``test_freq`` steps before the last, as verl does, and ``FAKE_VERL_LINGER_S`` keeps it
+running that long after each of those passes, as a run that goes on training would (a pruner
+stops it).
 """
 
 from __future__ import annotations
@@ -61,15 +63,21 @@ def main(overrides: list[str]) -> int:
         config=OmegaConf.to_container(config, resolve=True),
     )
     steps = int(config.trainer.total_training_steps or 2)
+    test_freq = int(config.trainer.test_freq or 0)
     for step in range(1, steps + 1):
         tracking.log({"critic/score/mean": -0.1 * step, "actor/pg_loss": 0.5 / step}, step=step)
+        # verl validates every test_freq steps, and at the end (below).
+        mid_validation = os.environ.get("FAKE_VERL_MID_VALIDATION") and test_freq > 0
+        if mid_validation and step % test_freq == 0 and step < steps:
+            tracking.log(validate(config, step), step=step)
+            # A sweep's pruner reads this pass meanwhile and may stop the run here.
+            time.sleep(float(os.environ.get("FAKE_VERL_LINGER_S", "0")))
     if config.trainer.save_freq > 0:  # verl saves the last step whenever save_freq > 0
         last = Path(config.trainer.default_local_dir) / f"global_step_{steps}" / "actor"
         last.mkdir(parents=True)
         (last / "model.safetensors").write_bytes(b"weights")
     val_metrics = validate(config, steps)
     tracking.log(val_metrics, step=steps)
-    time.sleep(float(os.environ.get("FAKE_VERL_LINGER_S", "0")))
     tracking.finish()
     return 0
 

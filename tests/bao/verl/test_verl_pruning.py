@@ -51,7 +51,7 @@ def test_a_pruned_verl_trial_stops_verl(
         "env": {"max_turns": 6},
         "shaping": {"user_lambda": 0.1, "info_seeking": 0.1, "min_turns": 6},
         "tasks": {"n_train": 6, "n_eval": 9},
-        "schedule": {"n_gpus_per_node": 1, "total_training_steps": 2, "test_freq": 1},
+        "schedule": {"n_gpus_per_node": 1, "total_training_steps": 3, "test_freq": 2},
         "optim": {"train_batch_size": 4, "ppo_mini_batch_size": 2},
         "rollout": {"n": 2, "max_response_length": 2048},
         "workdir": str(tmp_path / "run"),
@@ -77,6 +77,9 @@ def test_a_pruned_verl_trial_stops_verl(
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(SITE), str(REPO_ROOT)]))
     monkeypatch.setenv("BAO_TEST_FAKE_VERL", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # The fake validates at step 2 (test_freq) and then waits, as a long training would; its
+    # last step (3) is verl's own final validation, which is never a rung.
+    monkeypatch.setenv("FAKE_VERL_MID_VALIDATION", "1")
     monkeypatch.setenv("FAKE_VERL_LINGER_S", "300")
     monkeypatch.setenv("FAKE_VERL_PID_FILE", str(pid_file))
     workspace = tmp_path / "ws"
