@@ -364,7 +364,17 @@ class CommandLineBackend(Backend):
             if isinstance(value, int | float) and not isinstance(value, bool)
         }
         # Non-finite values cannot go through MLflow reliably; they stay for the check only.
-        tracker.log_metrics(request.run_id, {k: v for k, v in metrics.items() if math.isfinite(v)})
+        # Logged at the run's last evaluated step or after it: MLflow reads a metric's value
+        # at its highest step, and the intermediate evaluations the runner logged from the
+        # progress file share the objectives' names.
+        from sweep.pruning import read_progress
+
+        evaluated = [e.step for e in read_progress(self.progress_file(request))[0]]
+        tracker.log_metrics(
+            request.run_id,
+            {k: v for k, v in metrics.items() if math.isfinite(v)},
+            step=max(evaluated, default=0),
+        )
         try:  # what the command logged into its run itself (MLFLOW_RUN_ID)
             run = tracker.call("the run's metrics", tracker.client.get_run, request.run_id)
             logged = dict(run.data.metrics)

@@ -312,7 +312,10 @@ class SweepRunner(SweepSession):
             per_seed.append(metrics)
         summary = stopping.aggregate_seeds(per_seed, wanted)
         if summary.logged:
-            self.tracker.log_metrics(run_id, summary.logged)
+            # At the last step the seeds' means were logged at while they trained, or after
+            # it: MLflow reads a metric's value at its highest step.
+            last = max(self._evaluations.get(trial.number, {}), default=0)
+            self.tracker.log_metrics(run_id, summary.logged, step=last)
         values = [summary.means[o.metric] for o in self.config.objectives]
         extra: dict[str, Any] = {
             records.ATTR_SEED_VALUES: summary.seed_values,

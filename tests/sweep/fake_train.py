@@ -10,7 +10,8 @@ hang-once (the first run hangs, every later one works), MODE-poisoned (the
 first parameter set it sees behaves as MODE on every attempt, every other one is ok), and
 progress (appends an evaluation of the final metrics at steps 1..$FAKE_TRAIN_STEPS, 6 by
 default, to $BAO_PROGRESS_FILE, $FAKE_TRAIN_STEP_SECONDS apart (0.3 by default), then waits
-$FAKE_TRAIN_TAIL_SECONDS (2 by default) before it writes its metrics, with
+$FAKE_TRAIN_TAIL_SECONDS (2 by default) before it writes its metrics, with f1 shifted by
+$FAKE_TRAIN_PROGRESS_SHIFT (0 by default) in those lines and
 eval/no_answer_rate = y: the early evidence is the final answer, so a pruner's decisions
 can be computed by hand).
 """
@@ -78,9 +79,11 @@ def main() -> int:
     if args.mode == "progress":
         progress = Path(os.environ["BAO_PROGRESS_FILE"])
         pause = float(os.environ.get("FAKE_TRAIN_STEP_SECONDS", "0.3"))
+        shift = float(os.environ.get("FAKE_TRAIN_PROGRESS_SHIFT", "0"))
         for step in range(1, int(os.environ.get("FAKE_TRAIN_STEPS", "6")) + 1):
             time.sleep(pause)
-            line = {"step": step, "metrics": {**metrics, "eval/no_answer_rate": y}}
+            early = {**metrics, "f1": metrics["f1"] + shift, "eval/no_answer_rate": y}
+            line = {"step": step, "metrics": early}
             with progress.open("a") as handle:
                 handle.write(json.dumps(line) + "\n")
             print(f"evaluated step {step}", flush=True)

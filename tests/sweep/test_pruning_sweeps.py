@@ -98,6 +98,27 @@ def test_collapse_stops_trials_that_stop_answering(
     assert sorted({m.step for m in history} - {0}) == [1, 2, 3, 4, 5, 6]
 
 
+def test_a_runs_final_metrics_outrank_its_intermediate_evaluations_in_mlflow(
+    command_sweep: WriteConfig,
+    workspace: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The evaluations while it trains say f1 + 0.5; the run's result says f1. MLflow reads a
+    # metric at its highest step, so the result must be logged at the last step or later.
+    monkeypatch.setenv("FAKE_TRAIN_PROGRESS_SHIFT", "0.5")
+    config = command_sweep("progress", driver={"algorithm": "random", "n_trials": 2}, jobs=1)
+    status = _run(config, workspace, capsys)
+    runs = mlflow_runs(workspace, status["sweep"])
+    from analysis.loader import load_sweep
+
+    table = load_sweep(workspace, "cmd", outcomes=False).trials.set_index("number")
+    for trial in status["trials"]:
+        x = trial["params"]["x"]
+        assert runs[trial["mlflow_run_id"]].data.metrics["f1"] == pytest.approx(x)
+        assert table.loc[trial["number"], "f1"] == pytest.approx(x)
+
+
 def _dominates(a: list[float], b: list[float]) -> bool:
     return all(p <= q for p, q in zip(a, b, strict=True)) and a != b
 
