@@ -444,9 +444,53 @@ def _check_train_config(
                     fix=f"check the path and range against {config.backend.train_config}",
                 ) from None
     _check_task_files(checked, source)
+    _check_rungs(config, checked, source)
     k_max = model.model_validate(base).eval.k_max
     names = [f"eval/{name}" for name in metric_names(k_max)] + ["train/seconds"]
     return base, names
+
+
+def _check_rungs(
+    config: SweepConfig, trials: Sequence[SimConfig | VerlConfig], source: str
+) -> None:
+    """A pruner that could never decide is one line now: rungs at or past a run's last step
+    (its final evaluation is its result), a collapse rule from a rung the runs never reach,
+    or (verl) rungs between the validations verl makes every ``schedule.test_freq`` steps."""
+    from bao.sim.config import SimConfig
+    from sweep.pruning import rung_steps
+
+    pruner = config.pruner
+    if not pruner.enabled:
+        return
+    for trial in trials:
+        if isinstance(trial, SimConfig):
+            last: int | None = trial.trainer.iterations
+            step_name = "trainer.iterations"
+        else:
+            last, step_name = trial.schedule.total_training_steps, "schedule.total_training_steps"
+            test_freq = trial.schedule.test_freq
+            if pruner.min_step % test_freq:
+                raise ConfigError(
+                    f"{source}: pruner.min_step {pruner.min_step} is not a multiple of "
+                    f"schedule.test_freq {test_freq}: verl validates every test_freq steps, "
+                    "so the rungs would have no evaluation to decide on",
+                    fix=f"set pruner.min_step to a multiple of {test_freq}",
+                )
+        if last is None:
+            continue
+        rungs = rung_steps(pruner.min_step, pruner.reduction_factor, last)
+        if not rungs:
+            raise ConfigError(
+                f"{source}: pruner.min_step {pruner.min_step} is not below the run's last "
+                f"step ({step_name} {last}): the pruner would never decide",
+                fix="lower pruner.min_step, or set pruner.kind: none",
+            )
+        if pruner.kind == "collapse" and pruner.collapse_from_rung >= len(rungs):
+            raise ConfigError(
+                f"{source}: pruner.collapse_from_rung {pruner.collapse_from_rung} is past the "
+                f"last rung before {step_name} {last} (rungs at steps {rungs})",
+                fix=f"set pruner.collapse_from_rung below {len(rungs)}",
+            )
 
 
 def _check_task_files(trials: Sequence[SimConfig | VerlConfig], source: str) -> None:

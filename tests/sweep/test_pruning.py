@@ -237,3 +237,35 @@ def test_a_pruner_with_a_pymoo_driver_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"pruner\.kind.*driver\.library optuna"):
         load_sweep_config(path)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        (["pruner.kind=rungs", "pruner.min_step=60"], "pruner.min_step 60 is not below"),
+        (["pruner.kind=collapse", "pruner.min_step=200"], "trainer.iterations 60"),
+        (
+            ["pruner.kind=collapse", "pruner.min_step=10", "pruner.collapse_from_rung=2"],
+            "rungs at steps [10, 30]",
+        ),
+    ],
+)
+def test_a_pruner_that_could_never_decide_is_one_line(overrides: list[str], words: str) -> None:
+    from sweep.loading import load_sweep_config
+
+    quickstart = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
+    load_sweep_config(quickstart, ["pruner.kind=collapse", "pruner.min_step=10"])  # decides
+    with pytest.raises(ConfigError) as caught:
+        load_sweep_config(quickstart, overrides)
+    assert words in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_verl_rungs_must_fall_on_its_validations() -> None:
+    from sweep.loading import load_sweep_config
+
+    verl = Path(__file__).resolve().parents[2] / "configs" / "verl" / "sweep_function_gym.yaml"
+    load_sweep_config(verl, ["pruner.kind=collapse", "pruner.min_step=10"])  # test_freq 5
+    with pytest.raises(ConfigError) as caught:
+        load_sweep_config(verl, ["pruner.kind=collapse", "pruner.min_step=3"])
+    assert "not a multiple of schedule.test_freq 5" in str(caught.value)
