@@ -114,13 +114,7 @@ def train_pruned(
     pruner = config.pruner
     metrics_names, directions, _ = _objectives()
     rungs = pruning.rung_steps(pruner.min_step, pruner.reduction_factor, settings.iterations)
-    decider = pruning.PrunerSettings(
-        kind=pruner.kind,
-        reduction_factor=pruner.reduction_factor,
-        min_trials=pruner.rung_min_trials,
-        collapse_threshold=pruner.collapse_threshold,
-        collapse_from_rung=pruner.collapse_from_rung,
-    )
+    decider = pruner.settings()
     overrides = [
         f"seed={TRAINING_SEED}",
         f"trainer.iterations={settings.iterations}",

@@ -23,7 +23,7 @@ from pydantic import Field, field_validator, model_validator
 from bao.configuration import ConfigError, read_yaml
 from sweep.algorithms import AlgorithmSpec, algorithm, population_algorithms
 from sweep.params import CategoricalParam, FloatParam, IntParam, ParamSpec, StrictModel
-from sweep.pruning import PrunerKind
+from sweep.pruning import PrunerKind, PrunerSettings
 
 SWEEP_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """Sweep names become folder, study and experiment names: no separators, no traversal."""
@@ -286,6 +286,16 @@ class PrunerConfig(StrictModel):
     @property
     def rung_min_trials(self) -> int:
         return self.min_trials or self.reduction_factor
+
+    def settings(self) -> PrunerSettings:
+        """What the decision (:func:`sweep.pruning.decide`) reads of this section."""
+        return PrunerSettings(
+            kind=self.kind,
+            reduction_factor=self.reduction_factor,
+            min_trials=self.rung_min_trials,
+            collapse_threshold=self.collapse_threshold,
+            collapse_from_rung=self.collapse_from_rung,
+        )
 
 
 # ------------------------------------------------------------------------------------ sweep

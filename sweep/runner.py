@@ -447,7 +447,7 @@ class SweepRunner(SweepSession):
         if str(step) in decided:  # decided already: by an earlier seed, or the attempt retried
             return pruning.Decision.parse(decided[str(step)])
         decision = pruning.decide(
-            self._settings(),
+            self.config.pruner.settings(),
             rung,
             point=values,
             no_answer_rate=rate,
@@ -458,16 +458,6 @@ class SweepRunner(SweepSession):
         trial.set_user_attr(records.ATTR_RUNGS, decided)
         log.info("trial %d at rung %d (step %d): %s", number, rung, step, decision.action)
         return decision
-
-    def _settings(self) -> pruning.PrunerSettings:
-        pruner = self.config.pruner
-        return pruning.PrunerSettings(
-            kind=pruner.kind,
-            reduction_factor=pruner.reduction_factor,
-            min_trials=pruner.rung_min_trials,
-            collapse_threshold=pruner.collapse_threshold,
-            collapse_from_rung=pruner.collapse_from_rung,
-        )
 
     def _points_at(self, step: int, *, exclude: int) -> list[list[float]]:
         """The points other attempts recorded at ``step``: complete, pruned and running ones
