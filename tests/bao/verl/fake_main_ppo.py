@@ -13,7 +13,7 @@ Environment: ``FAKE_VERL_FAIL=1`` fails the way a crashed run does (a traceback,
 ``FAKE_VERL_PID_FILE`` gets this process's id; ``FAKE_VERL_MID_VALIDATION=1`` also validates
 every ``test_freq`` steps before the last, as verl does, and ``FAKE_VERL_LINGER_S`` keeps it
 running that long after each of those passes, as a run that goes on training would (a pruner
-stops it).
+stops it); ``FAKE_VERL_RAY_DIR`` starts a local Ray in that folder first, as verl's driver does.
 """
 
 from __future__ import annotations
@@ -62,6 +62,12 @@ def main(overrides: list[str]) -> int:
         default_backend=list(config.trainer.logger),
         config=OmegaConf.to_container(config, resolve=True),
     )
+    if os.environ.get("FAKE_VERL_RAY_DIR"):
+        # A local Ray of its own, as verl's driver starts one (its GCS and raylet are
+        # processes of this session, with the folder in their command lines).
+        import ray
+
+        ray.init(num_cpus=1, include_dashboard=False, _temp_dir=os.environ["FAKE_VERL_RAY_DIR"])
     steps = int(config.trainer.total_training_steps or 2)
     test_freq = int(config.trainer.test_freq or 0)
     for step in range(1, steps + 1):

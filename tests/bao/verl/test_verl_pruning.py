@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,6 +41,21 @@ def _alive(pid: int) -> bool:
     # A zombie is gone but not yet reaped by its parent.
     status = Path(f"/proc/{pid}/status")
     return status.is_file() and "zombie" not in status.read_text()
+
+
+def _ray_processes(folder: str) -> list[int]:
+    """Processes whose command line names ``folder`` (a local Ray's GCS server and raylet)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if folder in command and _alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
 
 
 def test_a_pruned_verl_trial_stops_verl(
@@ -81,6 +98,9 @@ def test_a_pruned_verl_trial_stops_verl(
     # last step (3) is verl's own final validation, which is never a rung.
     monkeypatch.setenv("FAKE_VERL_MID_VALIDATION", "1")
     monkeypatch.setenv("FAKE_VERL_LINGER_S", "300")
+    # Ray's socket paths must stay short: a folder of its own under /tmp.
+    ray_dir = tempfile.mkdtemp(prefix="bao-ray-", dir="/tmp")
+    monkeypatch.setenv("FAKE_VERL_RAY_DIR", ray_dir)
     monkeypatch.setenv("FAKE_VERL_PID_FILE", str(pid_file))
     workspace = tmp_path / "ws"
     started = time.monotonic()
@@ -101,6 +121,11 @@ def test_a_pruned_verl_trial_stops_verl(
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not _alive(pid), "verl's process outlived its pruned trial"
+    while _ray_processes(ray_dir) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert list(Path(ray_dir).glob("session_*")), "the fake's Ray did not start"
+    assert not _ray_processes(ray_dir), "the Ray that verl started outlived its pruned trial"
+    shutil.rmtree(ray_dir, ignore_errors=True)
     lines = [
         json.loads(line)
         for path in (workspace / "sweeps" / "verlprune" / "trials").glob("*/*/progress.jsonl")
