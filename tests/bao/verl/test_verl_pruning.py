@@ -99,7 +99,7 @@ def test_a_pruned_verl_trial_stops_verl(
     monkeypatch.setenv("FAKE_VERL_MID_VALIDATION", "1")
     monkeypatch.setenv("FAKE_VERL_LINGER_S", "300")
     # Ray's socket paths must stay short: a folder of its own under /tmp.
-    ray_dir = tempfile.mkdtemp(prefix="bao-ray-", dir="/tmp")
+    ray_dir = tempfile.mkdtemp(prefix="bao-verl-ray-", dir="/tmp")
     monkeypatch.setenv("FAKE_VERL_RAY_DIR", ray_dir)
     monkeypatch.setenv("FAKE_VERL_PID_FILE", str(pid_file))
     workspace = tmp_path / "ws"
