@@ -54,6 +54,7 @@ from bench_sweep_efficiency import (  # noqa: E402
     best_pass_at_u,
     front_of,
     hypervolume_of,
+    in_memory_sweep,
     interval,
     regret,
 )
@@ -171,20 +172,11 @@ def run_sweep(rule: str, driver_seed: int, settings: Settings) -> list[dict[str,
     import optuna
     from optuna.trial import TrialState
 
-    from sweep.drivers import make_driver, record_constraints
-    from sweep.storage import SweepStudy
+    from sweep.drivers import record_constraints
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = _loaded([f"driver.n_trials={settings.trials}", f"driver.seed={driver_seed}"]).config
-    driver = make_driver(config)
-    storage = optuna.storages.InMemoryStorage()
-    study = optuna.create_study(
-        study_name=config.name,
-        storage=storage,
-        sampler=driver.sampler(),
-        directions=[objective.direction for objective in config.objectives],
-    )
-    sweep_study = SweepStudy(study=study, storage=storage, url="in-memory")
+    driver, sweep_study = in_memory_sweep(config)
     field: dict[int, list[list[float]]] = {}
     records: list[dict[str, Any]] = []
     while len(records) < settings.trials:
@@ -195,10 +187,12 @@ def run_sweep(rule: str, driver_seed: int, settings: Settings) -> list[dict[str,
         for step, point in record["points"].items():
             field.setdefault(int(step), []).append(point)
         if record["state"] == "PRUNED":
-            study.tell(trial, state=TrialState.PRUNED)
+            sweep_study.study.tell(trial, state=TrialState.PRUNED)
         else:
             record_constraints(trial, config, record)
-            study.tell(trial, [record[objective.metric] for objective in config.objectives])
+            sweep_study.study.tell(
+                trial, [record[objective.metric] for objective in config.objectives]
+            )
         records.append(record)
     return records
 

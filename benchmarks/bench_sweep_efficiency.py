@@ -117,6 +117,25 @@ def _loaded(overrides: Sequence[str] = ()) -> Any:
     return load_sweep_config(SWEEP_CONFIG, overrides)
 
 
+def in_memory_sweep(config: Any) -> tuple[Any, Any]:
+    """The project's driver for ``config`` and an in-memory Optuna study it proposes into,
+    as the runner would make them (``sweep.drivers.make_driver``, ``sweep.storage``)."""
+    import optuna
+
+    from sweep.drivers import make_driver
+    from sweep.storage import SweepStudy
+
+    driver = make_driver(config)
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(
+        study_name=config.name,
+        storage=storage,
+        sampler=driver.sampler(),
+        directions=[objective.direction for objective in config.objectives],
+    )
+    return driver, SweepStudy(study=study, storage=storage, url="in-memory")
+
+
 def train_once(params: dict[str, Any], seed: int, iterations: int) -> dict[str, float]:
     """One simulator training of the quickstart problem; its evaluation metrics."""
     from bao.configuration import apply_overrides
@@ -155,8 +174,7 @@ def run_driver(name: str, driver_seed: int, budget: int, iterations: int) -> lis
     """A sweep of ``budget`` trials proposed by the project's driver, one at a time."""
     import optuna
 
-    from sweep.drivers import make_driver, record_constraints
-    from sweep.storage import SweepStudy
+    from sweep.drivers import record_constraints
 
     candidate = DRIVERS[name]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -169,15 +187,7 @@ def run_driver(name: str, driver_seed: int, budget: int, iterations: int) -> lis
     if not candidate.constrained:
         overrides.append("constraints=[]")
     config = _loaded(overrides).config
-    driver = make_driver(config)
-    storage = optuna.storages.InMemoryStorage()
-    study = optuna.create_study(
-        study_name=config.name,
-        storage=storage,
-        sampler=driver.sampler(),
-        directions=[objective.direction for objective in config.objectives],
-    )
-    sweep_study = SweepStudy(study=study, storage=storage, url="in-memory")
+    driver, sweep_study = in_memory_sweep(config)
     records: list[dict[str, Any]] = []
     while len(records) < budget:
         trial = driver.propose(sweep_study, budget - len(records), leader=True)
@@ -186,7 +196,9 @@ def run_driver(name: str, driver_seed: int, budget: int, iterations: int) -> lis
         params = dict(trial.params)
         metrics = train_once(params, TRAINING_SEED, iterations)
         record_constraints(trial, config, metrics)
-        study.tell(trial, [metrics[objective.metric] for objective in config.objectives])
+        sweep_study.study.tell(
+            trial, [metrics[objective.metric] for objective in config.objectives]
+        )
         records.append(_record(params, metrics))
     return records
 
