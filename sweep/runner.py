@@ -8,9 +8,10 @@ subprocess per training seed.
 The runner orchestrates; each job is a module of its own: :mod:`sweep.lease` (owners,
 heartbeats, stale trials), :mod:`sweep.launchers` (where a run goes: a local subprocess,
 :mod:`sweep.execution`, a Slurm job or a Ray job), :mod:`sweep.cost` (what it held for how
-long), :mod:`sweep.stopping`
-(when to stop, seed aggregation: pure functions), :mod:`sweep.records` (what is written
-where), :mod:`sweep.tracking` (MLflow through outages).
+long), :mod:`sweep.early_stop` (a run's evaluations while it trains, and the pruner's
+decisions on them), :mod:`sweep.stopping` (when to stop, seed aggregation: pure
+functions), :mod:`sweep.records` (what is written where), :mod:`sweep.tracking` (MLflow
+through outages).
 
 Records, per trial: an Optuna trial in the study (the parameters, the objective values, and
 the attributes of :mod:`bao.records`), and an MLflow run, child of the sweep's run (params,
@@ -32,10 +33,11 @@ from typing import TYPE_CHECKING, Any
 
 from bao import records
 from bao.errors import first_line
-from sweep import cost, execution, pruning, stopping
+from sweep import cost, execution, stopping
 from sweep.backends import RunRequest, TrialError
 from sweep.config import LoadedSweep
 from sweep.drivers import OptunaDriver, pop_waiting, record_constraints
+from sweep.early_stop import EarlyStopper, TrialPrunedError
 from sweep.front import pareto_front_trials
 from sweep.launchers import JobRecord, job_request, make_launcher
 from sweep.lease import Heartbeat, this_process
@@ -92,9 +94,7 @@ class SweepRunner(SweepSession):
         # trial number -> what its runs cost, and the scheduler's ids of its jobs
         self._costs: dict[int, list[dict[str, float]]] = {}
         self._job_ids: dict[int, list[str]] = {}
-        # trial number -> step -> each seed's evaluation there (the pruner's evidence)
-        self._evaluations: dict[int, dict[int, list[dict[str, float]]]] = {}
-        self._rung_steps: list[int] = []
+        self.early_stop: EarlyStopper
 
     def stop(self) -> None:
         """Asks the loop to stop: running trials are terminated, failed as interrupted and
@@ -105,9 +105,8 @@ class SweepRunner(SweepSession):
         if not hasattr(self, "study"):
             self.prepare()
         self.heartbeat = Heartbeat(self.study, self.owner, self.config.heartbeat_interval)
-        pruner = self.config.pruner
-        self._rung_steps = pruning.rung_steps(
-            pruner.min_step, pruner.reduction_factor, self.backend.max_step()
+        self.early_stop = EarlyStopper(
+            self.config, self.study, self.backend, self.tracker, sweep_stop=self.stop_event
         )
         self._recover_stale()
         self.heartbeat.start()
@@ -243,7 +242,7 @@ class SweepRunner(SweepSession):
         started = time.monotonic()
         run_id = ""
         try:
-            self._inherit_rungs(trial, attrs)
+            self.early_stop.inherit_rungs(trial, attrs)
             run_id = self._trial_run(trial, attrs)
             trial.set_user_attr(records.ATTR_RUN_ID, run_id)
             self._emit(f"trial {number} started{_attempt(attrs)}: {_named(trial.params)}")
@@ -276,7 +275,7 @@ class SweepRunner(SweepSession):
             values_text = _named(dict(zip(metrics, values, strict=True)))
             self._emit(f"trial {number} complete in {duration(took)}: {values_text}")
         finally:
-            self._evaluations.pop(number, None)
+            self.early_stop.forget(number)
             self.heartbeat.release(number)
 
     def _train_seeds(
@@ -314,7 +313,7 @@ class SweepRunner(SweepSession):
         if summary.logged:
             # At the last step the seeds' means were logged at while they trained, or after
             # it: MLflow reads a metric's value at its highest step.
-            last = max(self._evaluations.get(trial.number, {}), default=0)
+            last = self.early_stop.last_step(trial.number)
             self.tracker.log_metrics(run_id, summary.logged, step=last)
         values = [summary.means[o.metric] for o in self.config.objectives]
         extra: dict[str, Any] = {
@@ -328,18 +327,8 @@ class SweepRunner(SweepSession):
     ) -> dict[str, float]:
         log.info("trial %d seed %d: %s", request.trial_number, request.seed, request.params)
         # The launcher stops the run when `halt` is set: by the sweep's stop, or by the
-        # pruner, which reads the run's progress file in a thread of its own meanwhile.
-        halt = threading.Event()
-        ended = threading.Event()
-        verdict: list[tuple[pruning.Decision, int]] = []
-        watcher = threading.Thread(
-            target=self._watch_progress,
-            args=(trial, request, halt, ended, verdict),
-            name=f"progress-{request.trial_number}",
-            daemon=True,
-        )
-        watcher.start()
-        try:
+        # pruner, which reads the run's progress file meanwhile (sweep/early_stop.py).
+        with self.early_stop.watch(trial, request) as halt:
             self.launcher.run(
                 job_request(
                     self.backend,
@@ -352,140 +341,11 @@ class SweepRunner(SweepSession):
                 stop=halt,
                 after=lambda record: self._ended(request, record),
             )
-        except TrialError as failure:
-            # A verdict is recorded only while `halt` was unset: the pruner stopped the run,
-            # even when the sweep's own stop (Ctrl-C) came just after it.
-            if verdict and failure.code == stopping.INTERRUPTED_CODE:
-                decision, step = verdict[0]
-                raise TrialPrunedError(decision, step, self._rung_index(step)) from None
-            raise
-        finally:
-            ended.set()
-            watcher.join()
         metrics = self.backend.collect(request, self.tracker)
         self._costs.setdefault(request.trial_number, []).append(cost.user_cost(metrics))
         return metrics
 
-    # ------------------------------------------------------------------------- pruning
-
-    def _watch_progress(
-        self,
-        trial: optuna.Trial,
-        request: RunRequest,
-        halt: threading.Event,
-        ended: threading.Event,
-        verdict: list[tuple[pruning.Decision, int]],
-    ) -> None:
-        """Reads the run's progress file until the run ends; each evaluation is recorded,
-        and a prune decision sets ``halt`` (and ``verdict``: the decision and its step)."""
-        path = self.backend.progress_file(request)
-        offset = 0
-        while True:
-            finished = ended.wait(POLL_S)
-            if self.stop_event.is_set():
-                halt.set()
-            evaluations, offset = pruning.read_progress(path, offset)
-            for evaluation in evaluations:
-                try:
-                    decision = self._evaluated(trial, request, evaluation, decide=not finished)
-                except Exception as error:  # evidence lost must not take the run down
-                    log.warning(
-                        "trial %d: evaluation at step %d not recorded: %s",
-                        request.trial_number,
-                        evaluation.step,
-                        first_line(error),
-                    )
-                    continue
-                if decision is not None and decision.prune and not halt.is_set():
-                    verdict.append((decision, evaluation.step))
-                    halt.set()
-                    break  # what the run did past its last rung is not its record
-            if finished or verdict:
-                return
-
-    def _rung_index(self, step: int) -> int | None:
-        if step not in self._rung_steps:
-            return None
-        return self._rung_steps.index(step)
-
-    def _evaluated(
-        self,
-        trial: optuna.Trial,
-        request: RunRequest,
-        evaluation: pruning.Evaluation,
-        *,
-        decide: bool,
-    ) -> pruning.Decision | None:
-        """Records one evaluation (the trial's attributes, its MLflow run) and, at a rung,
-        returns the pruner's decision there (None elsewhere, or without a pruner)."""
-        number, step = request.trial_number, evaluation.step
-        objectives = [o.metric for o in self.config.objectives]
-        per_step = self._evaluations.setdefault(number, {}).setdefault(step, [])
-        per_step.append(dict(evaluation.metrics))
-        means = pruning.mean_evaluation(per_step, objectives)
-        if means is None:  # the objectives are not all there: no point to compare
-            return None
-        rates = pruning.mean_evaluation(per_step, [pruning.NO_ANSWER_METRIC])
-        rate = None if rates is None else rates[pruning.NO_ANSWER_METRIC]
-        values = [means[m] for m in objectives]
-        trial.set_user_attr(
-            f"{records.ATTR_EVAL_PREFIX}{step}", {"values": values, "no_answer_rate": rate}
-        )
-        steps = max(step, int(trial.user_attrs.get(records.ATTR_STEPS, 0) or 0))
-        trial.set_user_attr(records.ATTR_STEPS, steps)
-        trial_run = str(trial.user_attrs.get(records.ATTR_RUN_ID, request.run_id))
-        if not self.backend.logs_evaluations or trial_run != request.run_id:
-            # A command's run, or the seeds' mean on a trial run above its seed runs.
-            logged = {m: v for m, v in zip(objectives, values, strict=True)}
-            if rate is not None:
-                logged[pruning.NO_ANSWER_METRIC] = rate
-            self.tracker.log_metrics(trial_run, logged, step=step)
-        rung = self._rung_index(step)
-        if not decide or not self.config.pruner.enabled or rung is None:
-            return None
-        decided: dict[str, str] = dict(trial.user_attrs.get(records.ATTR_RUNGS) or {})
-        if str(step) in decided:  # decided already: by an earlier seed, or the attempt retried
-            return pruning.Decision.parse(decided[str(step)])
-        decision = pruning.decide(
-            self.config.pruner.settings(),
-            rung,
-            point=values,
-            no_answer_rate=rate,
-            others=self._points_at(step, exclude=trial.number),
-            directions=[o.direction for o in self.config.objectives],
-        )
-        decided[str(step)] = str(decision)
-        trial.set_user_attr(records.ATTR_RUNGS, decided)
-        log.info("trial %d at rung %d (step %d): %s", number, rung, step, decision.action)
-        return decision
-
-    def _points_at(self, step: int, *, exclude: int) -> list[list[float]]:
-        """The points other attempts recorded at ``step``: complete, pruned and running ones
-        (a failed attempt's evidence comes again with its retry)."""
-        key = f"{records.ATTR_EVAL_PREFIX}{step}"
-        points = []
-        for other in self.study.study.get_trials(deepcopy=False):
-            if other.number == exclude or other.state.name not in ("COMPLETE", "PRUNED", "RUNNING"):
-                continue
-            recorded = other.user_attrs.get(key)
-            if isinstance(recorded, dict) and isinstance(recorded.get("values"), list):
-                points.append([float(v) for v in recorded["values"]])
-        return points
-
-    def _inherit_rungs(self, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
-        """A retry takes its failed attempt's rung decisions: the same parameter set is not
-        judged again against a different field (a sweep resumed after a kill decides the
-        same way)."""
-        previous = attrs.get(records.ATTR_RETRY_OF)
-        if previous is None or not self.config.pruner.enabled:
-            return
-        try:
-            frozen = self.study.study.get_trials(deepcopy=False)[int(previous)]
-        except (IndexError, ValueError, TypeError):
-            return
-        decided = frozen.user_attrs.get(records.ATTR_RUNGS)
-        if isinstance(decided, dict) and decided:
-            trial.set_user_attr(records.ATTR_RUNGS, dict(decided))
+    # ------------------------------------------------------------------------- pruned
 
     def _prune(self, trial: optuna.Trial, run_id: str, pruned: TrialPrunedError) -> None:
         """Ends a pruned trial: PRUNED in Optuna with its last values kept as an attribute
@@ -609,16 +469,6 @@ class SweepRunner(SweepSession):
             front=[(t.number, dict(t.params), list(t.values)) for t in self._front()],
             pruned=counts["PRUNED"],
         )
-
-
-class TrialPrunedError(Exception):
-    """A run the pruner stopped at a rung (not a failure: the trial ends PRUNED)."""
-
-    def __init__(self, decision: pruning.Decision, step: int, rung: int | None) -> None:
-        super().__init__(f"{decision.rule} rule at rung {rung} (step {step})")
-        self.decision = decision
-        self.step = step
-        self.rung = rung
 
 
 def _finished(counts: Any) -> int:
