@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_sweep_efficiency.py [--quick] [--jobs 2]
         [--drivers tpe botorch ...] [--seeds 5] [--trials 40] [--iterations 40] [--dense 200]
+        [--reuse results/bench_sweep_efficiency.json]
 
 The problem is the quickstart sweep (configs/quickstart.yaml): BAO's lambda, alpha and beta
 over their default ranges, objectives ``eval/score`` (maximised) and
@@ -34,11 +35,19 @@ same function. What varies between a driver's repetitions is its own seed (its p
    discriminating when it is well below 1).
 
 Results: results/bench_sweep_efficiency.json (every run's parameters and metrics included).
+
+``--reuse FILE`` takes the trainings of an earlier results file instead of training them
+again: a training is a fixed function of its parameters, seed and iterations (the simulator
+is deterministic), so a driver re-run with the same seed proposes the same points and gets
+the same values, and only the new drivers' points are trained. The file must have been made
+with the same ``--iterations`` and the same simulator sources (``SOURCES``, fingerprinted in
+every results file); the reused runs keep the seconds they took when they were trained.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -110,6 +119,87 @@ def budgets_up_to(trials: int) -> tuple[int, ...]:
 
 # ------------------------------------------------------------------------- one training
 
+SOURCES = (
+    "bao",
+    "configs/quickstart.yaml",
+    "configs/sim.yaml",
+    "sweep/config.py",
+    "sweep/loading.py",
+    "sweep/space.py",
+)
+"""What a training's metrics depend on: its results are reusable while these are unchanged."""
+
+_reused: dict[str, dict[str, float]] = {}
+"""Earlier trainings by (parameters, seed, iterations); set in each worker by --reuse."""
+
+
+def sources_fingerprint() -> str:
+    """A digest of every Python and YAML file under ``SOURCES`` (path and content)."""
+    root = HERE.parent
+    digest = hashlib.sha256()
+    for entry in SOURCES:
+        path = root / entry
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for file in files:
+            digest.update(str(file.relative_to(root)).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def _training_key(params: dict[str, Any], seed: int, iterations: int) -> str:
+    return json.dumps([params, seed, iterations], sort_keys=True)
+
+
+def reusable_trainings(path: Path, iterations: int) -> dict[str, dict[str, float]]:
+    """The trainings stored in an earlier results file, keyed as ``train_once`` looks them up.
+
+    Refused (SystemExit, one line) when the file was made with other iterations or other
+    simulator sources: its values would not be this benchmark's."""
+    try:
+        saved = json.loads(path.read_text())
+        stored = saved["settings"]
+    except (OSError, ValueError, KeyError) as error:
+        raise SystemExit(
+            f"--reuse {path}: not a results file of this benchmark ({error})"
+        ) from None
+    if stored["iterations"] != iterations:
+        raise SystemExit(
+            f"--reuse {path}: trained with {stored['iterations']} iterations, this run uses "
+            f"{iterations}; pass --iterations {stored['iterations']} or drop --reuse"
+        )
+    fingerprint = saved.get("sources_fingerprint")
+    if fingerprint is None:
+        print(
+            f"--reuse {path}: the file predates the sources fingerprint; reusing it on trust "
+            "that bao/ and the configs are as they were when it was made",
+            file=sys.stderr,
+        )
+    elif fingerprint != sources_fingerprint():
+        raise SystemExit(
+            f"--reuse {path}: made with other simulator sources ({', '.join(SOURCES)} changed "
+            "since); re-run without --reuse"
+        )
+    by_seed = {
+        TRAINING_SEED: [
+            *(r for runs in saved["driver_runs"].values() for r in runs),
+            *(r for runs in saved["grid_runs"].values() for r in runs),
+            *saved["dense_runs"],
+        ],
+        NOISE_SEED: [*saved["noise_runs"], *saved.get("retrained_runs", [])],
+    }
+    return {
+        _training_key(record["params"], seed, iterations): {
+            key: record[key] for key in (*KEPT_METRICS, "seconds")
+        }
+        for seed, records in by_seed.items()
+        for record in records
+    }
+
+
+def _use_reused(trainings: dict[str, dict[str, float]]) -> None:
+    """Pool initializer: the trainings every worker may take instead of training."""
+    _reused.update(trainings)
+
 
 def _loaded(overrides: Sequence[str] = ()) -> Any:
     from sweep.loading import load_sweep_config
@@ -138,6 +228,9 @@ def in_memory_sweep(config: Any) -> tuple[Any, Any]:
 
 def train_once(params: dict[str, Any], seed: int, iterations: int) -> dict[str, float]:
     """One simulator training of the quickstart problem; its evaluation metrics."""
+    reused = _reused.get(_training_key(params, seed, iterations))
+    if reused is not None:
+        return dict(reused)
     from bao.configuration import apply_overrides
     from bao.sim.config import SimConfig
     from bao.sim.trainer import train
@@ -340,6 +433,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dense", type=int, help="dense-design configurations (default 200)")
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results)")
     parser.add_argument(
+        "--reuse",
+        type=Path,
+        metavar="JSON",
+        help="take the trainings of an earlier results file (same iterations and sources)",
+    )
+    parser.add_argument(
         "--reanalyse", type=Path, metavar="JSON", help="print the tables of a results file again"
     )
     args = parser.parse_args(argv)
@@ -359,7 +458,10 @@ def main(argv: list[str] | None = None) -> int:
 
     dense = dense_design(settings.dense)
     noise_points = dense if settings.noise_subset is None else dense[: settings.noise_subset]
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+    reused = reusable_trainings(args.reuse, settings.iterations) if args.reuse else {}
+    with ProcessPoolExecutor(
+        max_workers=args.jobs, initializer=_use_reused, initargs=(reused,)
+    ) as pool:
         # Long sequential driver runs first, short independent trainings fill in around them.
         driver_runs: dict[tuple[str, int], Future[list[dict[str, Any]]]] = {
             (name, seed): pool.submit(run_driver, name, seed, largest, settings.iterations)
@@ -403,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
         retrained_records=retrained,
     )
     results["wall_s"] = time.perf_counter() - started
+    results["sources_fingerprint"] = sources_fingerprint()
+    results["reused_from"] = str(args.reuse) if args.reuse else None
     path = write_results("bench_sweep_efficiency", results, quick=args.quick, results_dir=args.out)
     _print(settings, results)
     print(f"results: {path}")

@@ -231,3 +231,50 @@ def test_an_old_results_file_is_refused_in_one_line(
     error = capsys.readouterr().err
     assert error.count("\n") == 1
     assert "re-run the benchmark" in error
+
+
+def saved_results(tmp_path: Path, **extra: Any) -> Path:
+    """A results file holding one driver run of one training (60 iterations)."""
+    path = tmp_path / "earlier.json"
+    path.write_text(
+        json.dumps(
+            {
+                "settings": {"iterations": 60},
+                "driver_runs": {"random/seed0": [BEST_SCORE]},
+                "grid_runs": {},
+                "dense_runs": [],
+                "noise_runs": [LEAST_BURDEN],
+                **extra,
+            }
+        )
+    )
+    return path
+
+
+def test_reuse_takes_an_earlier_training_instead_of_training_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = saved_results(tmp_path, sources_fingerprint=bench.sources_fingerprint())
+    monkeypatch.setattr(bench, "_reused", {})
+    bench._use_reused(bench.reusable_trainings(path, iterations=60))
+    metrics = bench.train_once(BEST_SCORE["params"], bench.TRAINING_SEED, 60)
+    assert metrics[SCORE] == 0.52
+    assert metrics[INVOLVEMENT] == 0.05
+    assert metrics["eval/pass_at_u_1"] == 0.30
+    # The second seed's training is kept under its own seed, not the training seed's.
+    again = bench.train_once(LEAST_BURDEN["params"], bench.NOISE_SEED, 60)
+    assert again[SCORE] == 0.40
+
+
+@pytest.mark.parametrize(
+    ("extra", "iterations", "message"),
+    [
+        ({}, 40, "trained with 60 iterations, this run uses 40"),
+        ({"sources_fingerprint": "0" * 64}, 60, "made with other simulator sources"),
+    ],
+)
+def test_reuse_refuses_a_file_made_with_other_iterations_or_sources(
+    tmp_path: Path, extra: dict[str, Any], iterations: int, message: str
+) -> None:
+    with pytest.raises(SystemExit, match=message):
+        bench.reusable_trainings(saved_results(tmp_path, **extra), iterations=iterations)
