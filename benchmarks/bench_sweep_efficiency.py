@@ -134,7 +134,9 @@ _reused: dict[str, dict[str, float]] = {}
 
 
 def sources_fingerprint() -> str:
-    """A digest of every Python and YAML file under ``SOURCES`` (path and content)."""
+    """A digest of ``SOURCES`` (every Python file under a folder, each named file) and this
+    benchmark's own source (``train_once`` builds the training's overrides): path and
+    content."""
     root = HERE.parent
     digest = hashlib.sha256()
     for entry in SOURCES:
@@ -143,6 +145,7 @@ def sources_fingerprint() -> str:
         for file in files:
             digest.update(str(file.relative_to(root)).encode())
             digest.update(file.read_bytes())
+    digest.update(Path(__file__).read_bytes())
     return digest.hexdigest()
 
 
@@ -150,50 +153,58 @@ def _training_key(params: dict[str, Any], seed: int, iterations: int) -> str:
     return json.dumps([params, seed, iterations], sort_keys=True)
 
 
-def reusable_trainings(path: Path, iterations: int) -> dict[str, dict[str, float]]:
-    """The trainings stored in an earlier results file, keyed as ``train_once`` looks them up.
+def reusable_trainings(
+    path: Path, iterations: int, fingerprint: str
+) -> tuple[dict[str, dict[str, float]], bool]:
+    """The trainings stored in an earlier results file, keyed as ``train_once`` looks them
+    up, and whether they are verified (the file's sources fingerprint is ``fingerprint``;
+    a file from before the fingerprint is taken on trust, with a warning).
 
-    Refused (SystemExit, one line) when the file was made with other iterations or other
-    simulator sources: its values would not be this benchmark's."""
+    Refused (SystemExit, one line) when the file is not this benchmark's, was made with
+    other iterations or with other simulator sources: its values would not be this run's."""
     try:
         saved = json.loads(path.read_text())
-        stored = saved["settings"]
-    except (OSError, ValueError, KeyError) as error:
+        stored = saved["settings"]["iterations"]
+        by_seed = {
+            TRAINING_SEED: [
+                *(r for runs in saved["driver_runs"].values() for r in runs),
+                *(r for runs in saved["grid_runs"].values() for r in runs),
+                *saved["dense_runs"],
+            ],
+            NOISE_SEED: [*saved["noise_runs"], *saved.get("retrained_runs", [])],
+        }
+        trainings = {
+            _training_key(record["params"], seed, iterations): {
+                key: float(record[key]) for key in (*KEPT_METRICS, "seconds")
+            }
+            for seed, records in by_seed.items()
+            for record in records
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise SystemExit(
-            f"--reuse {path}: not a results file of this benchmark ({error})"
+            f"--reuse {path}: not a results file of this benchmark "
+            f"({type(error).__name__}: {error}); re-run without --reuse"
         ) from None
-    if stored["iterations"] != iterations:
+    if stored != iterations:
         raise SystemExit(
-            f"--reuse {path}: trained with {stored['iterations']} iterations, this run uses "
-            f"{iterations}; pass --iterations {stored['iterations']} or drop --reuse"
+            f"--reuse {path}: trained with {stored} iterations, this run uses "
+            f"{iterations}; pass --iterations {stored} or drop --reuse"
         )
-    fingerprint = saved.get("sources_fingerprint")
-    if fingerprint is None:
+    made_with = saved.get("sources_fingerprint")
+    if made_with is None:
         print(
-            f"--reuse {path}: the file predates the sources fingerprint; reusing it on trust "
-            "that bao/ and the configs are as they were when it was made",
+            f"--reuse {path}: the file has no sources fingerprint (made before it, or from "
+            "unverified trainings); reusing it on trust that bao/ and the configs are as they "
+            "were when it was made (the new results file gets no fingerprint either)",
             file=sys.stderr,
         )
-    elif fingerprint != sources_fingerprint():
+        return trainings, False
+    if made_with != fingerprint:
         raise SystemExit(
             f"--reuse {path}: made with other simulator sources ({', '.join(SOURCES)} changed "
             "since); re-run without --reuse"
         )
-    by_seed = {
-        TRAINING_SEED: [
-            *(r for runs in saved["driver_runs"].values() for r in runs),
-            *(r for runs in saved["grid_runs"].values() for r in runs),
-            *saved["dense_runs"],
-        ],
-        NOISE_SEED: [*saved["noise_runs"], *saved.get("retrained_runs", [])],
-    }
-    return {
-        _training_key(record["params"], seed, iterations): {
-            key: record[key] for key in (*KEPT_METRICS, "seconds")
-        }
-        for seed, records in by_seed.items()
-        for record in records
-    }
+    return trainings, True
 
 
 def _use_reused(trainings: dict[str, dict[str, float]]) -> None:
@@ -458,7 +469,13 @@ def main(argv: list[str] | None = None) -> int:
 
     dense = dense_design(settings.dense)
     noise_points = dense if settings.noise_subset is None else dense[: settings.noise_subset]
-    reused = reusable_trainings(args.reuse, settings.iterations) if args.reuse else {}
+    # Taken before training: sources edited while the benchmark runs are not what trained.
+    fingerprint = sources_fingerprint()
+    reused, verified = (
+        reusable_trainings(args.reuse, settings.iterations, fingerprint)
+        if args.reuse
+        else ({}, True)
+    )
     with ProcessPoolExecutor(
         max_workers=args.jobs, initializer=_use_reused, initargs=(reused,)
     ) as pool:
@@ -505,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
         retrained_records=retrained,
     )
     results["wall_s"] = time.perf_counter() - started
-    results["sources_fingerprint"] = sources_fingerprint()
+    # None when some values were taken on trust: a later --reuse of this file warns again.
+    results["sources_fingerprint"] = fingerprint if verified else None
     results["reused_from"] = str(args.reuse) if args.reuse else None
     path = write_results("bench_sweep_efficiency", results, quick=args.quick, results_dir=args.out)
     _print(settings, results)

@@ -103,7 +103,7 @@ class EarlyStopper:
             # even when the sweep's own stop (Ctrl-C) came just after it.
             if verdict and failure.code == stopping.INTERRUPTED_CODE:
                 decision, step = verdict[0]
-                raise TrialPrunedError(decision, step, self.rung_index(step)) from None
+                raise TrialPrunedError(decision, step, self._rung_index(step)) from None
             raise
         finally:
             ended.set()
@@ -117,7 +117,8 @@ class EarlyStopper:
         """Drops trial ``number``'s evidence once the trial has ended."""
         self._evaluations.pop(number, None)
 
-    def rung_index(self, step: int) -> int | None:
+    def _rung_index(self, step: int) -> int | None:
+        """Which rung ``step`` is (0 the first), None when it is not one."""
         if step not in self.rung_steps:
             return None
         return self.rung_steps.index(step)
@@ -206,7 +207,7 @@ class EarlyStopper:
             if rate is not None:
                 logged[pruning.NO_ANSWER_METRIC] = rate
             self.tracker.log_metrics(trial_run, logged, step=step)
-        rung = self.rung_index(step)
+        rung = self._rung_index(step)
         if not decide or not self.config.pruner.enabled or rung is None:
             return None
         decided: dict[str, str] = dict(trial.user_attrs.get(records.ATTR_RUNGS) or {})

@@ -233,14 +233,19 @@ def test_an_old_results_file_is_refused_in_one_line(
     assert "re-run the benchmark" in error
 
 
+# A proposal's parameters at full precision: the lookup must survive the JSON round trip.
+PROPOSED = {bench.LAMBDA: 0.27440675196366238, "shaping.info_seeking": 0.21455680991172586}
+PROPOSED_RUN = {**BEST_SCORE, "params": PROPOSED}
+
+
 def saved_results(tmp_path: Path, **extra: Any) -> Path:
-    """A results file holding one driver run of one training (60 iterations)."""
+    """A results file holding one driver run and one second-seed run (60 iterations)."""
     path = tmp_path / "earlier.json"
     path.write_text(
         json.dumps(
             {
                 "settings": {"iterations": 60},
-                "driver_runs": {"random/seed0": [BEST_SCORE]},
+                "driver_runs": {"random/seed0": [PROPOSED_RUN]},
                 "grid_runs": {},
                 "dense_runs": [],
                 "noise_runs": [LEAST_BURDEN],
@@ -251,19 +256,44 @@ def saved_results(tmp_path: Path, **extra: Any) -> Path:
     return path
 
 
-def test_reuse_takes_an_earlier_training_instead_of_training_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = saved_results(tmp_path, sources_fingerprint=bench.sources_fingerprint())
+class TrainedAgainError(Exception):
+    """Raised by the simulator's trainer where the benchmark should have reused a run."""
+
+
+@pytest.fixture
+def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bao.sim.trainer
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise TrainedAgainError
+
+    monkeypatch.setattr(bao.sim.trainer, "train", refuse)
     monkeypatch.setattr(bench, "_reused", {})
-    bench._use_reused(bench.reusable_trainings(path, iterations=60))
-    metrics = bench.train_once(BEST_SCORE["params"], bench.TRAINING_SEED, 60)
+
+
+@pytest.mark.usefixtures("no_training")
+def test_reuse_takes_an_earlier_training_instead_of_training_again(tmp_path: Path) -> None:
+    fingerprint = bench.sources_fingerprint()
+    path = saved_results(tmp_path, sources_fingerprint=fingerprint)
+    trainings, verified = bench.reusable_trainings(path, 60, fingerprint)
+    assert verified
+    bench._use_reused(trainings)
+    metrics = bench.train_once(dict(PROPOSED), bench.TRAINING_SEED, 60)
     assert metrics[SCORE] == 0.52
     assert metrics[INVOLVEMENT] == 0.05
     assert metrics["eval/pass_at_u_1"] == 0.30
-    # The second seed's training is kept under its own seed, not the training seed's.
-    again = bench.train_once(LEAST_BURDEN["params"], bench.NOISE_SEED, 60)
-    assert again[SCORE] == 0.40
+    # Each run is kept under the seed it trained with: the second seed's is not the first's.
+    assert bench.train_once(LEAST_BURDEN["params"], bench.NOISE_SEED, 60)[SCORE] == 0.40
+    with pytest.raises(TrainedAgainError):
+        bench.train_once(LEAST_BURDEN["params"], bench.TRAINING_SEED, 60)
+    with pytest.raises(TrainedAgainError):
+        bench.train_once(dict(PROPOSED), bench.TRAINING_SEED, 40)
+
+
+def test_a_file_without_fingerprint_is_reused_unverified(tmp_path: Path) -> None:
+    trainings, verified = bench.reusable_trainings(saved_results(tmp_path), 60, "f" * 64)
+    assert not verified
+    assert len(trainings) == 2
 
 
 @pytest.mark.parametrize(
@@ -271,10 +301,12 @@ def test_reuse_takes_an_earlier_training_instead_of_training_again(
     [
         ({}, 40, "trained with 60 iterations, this run uses 40"),
         ({"sources_fingerprint": "0" * 64}, 60, "made with other simulator sources"),
+        ({"dense_runs": None}, 60, "not a results file of this benchmark"),
+        ({"noise_runs": [{"params": {}}]}, 60, "not a results file of this benchmark"),
     ],
 )
 def test_reuse_refuses_a_file_made_with_other_iterations_or_sources(
     tmp_path: Path, extra: dict[str, Any], iterations: int, message: str
 ) -> None:
     with pytest.raises(SystemExit, match=message):
-        bench.reusable_trainings(saved_results(tmp_path, **extra), iterations=iterations)
+        bench.reusable_trainings(saved_results(tmp_path, **extra), iterations, "f" * 64)
