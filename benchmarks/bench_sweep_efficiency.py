@@ -625,6 +625,7 @@ def analyse(
             "training_seed": _collapsed_share(dense_records),
             "second_seed": _collapsed_share(noise_records),
         },
+        "seed_agreement": seed_agreement(dense_records, noise_records),
         "runs": len(run_seconds),
         "run_seconds_median": float(np.median(run_seconds)),
         "driver_runs": {f"{name}/seed{seed}": runs for (name, seed), runs in drivers.items()},
@@ -688,9 +689,44 @@ def _key(record: dict[str, Any]) -> str:
     return json.dumps(record["params"], sort_keys=True)
 
 
+def _never_answers(record: dict[str, Any]) -> bool:
+    return bool(record["eval/no_answer_rate"] >= 0.99)
+
+
 def _collapsed_share(records: Sequence[dict[str, Any]]) -> float:
     """Share of runs whose agent never answers (score 0, no user involvement)."""
-    return float(np.mean([r["eval/no_answer_rate"] >= 0.99 for r in records]))
+    return float(np.mean([_never_answers(r) for r in records]))
+
+
+def seed_agreement(
+    first: Sequence[dict[str, Any]], second: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """How much of a run's outcome its parameters decide: the configurations trained with
+    both seeds, the correlation of each objective between the two seeds across them
+    (1: the parameters decide it; 0: the seed does), and how often both seeds agree on
+    whether the agent never answers, against the agreement their collapse rates give by
+    chance (independent coin flips at those rates)."""
+    by_params = {_key(r): r for r in second}
+    pairs = [(r, by_params[_key(r)]) for r in first if _key(r) in by_params]
+    if len(pairs) < 3:
+        return {"configurations": len(pairs)}
+    metrics, _, _ = _objectives()
+    correlation = {}
+    for metric in metrics:
+        a = np.array([x[metric] for x, _ in pairs])
+        b = np.array([y[metric] for _, y in pairs])
+        both_vary = a.std() > 0 and b.std() > 0
+        correlation[metric] = float(np.corrcoef(a, b)[0, 1]) if both_vary else None
+    collapsed = np.array([[_never_answers(x), _never_answers(y)] for x, y in pairs])
+    rates = collapsed.mean(axis=0)
+    return {
+        "configurations": len(pairs),
+        "correlation": correlation,
+        "collapse_agreement": float(np.mean(collapsed[:, 0] == collapsed[:, 1])),
+        "collapse_agreement_by_chance": float(
+            rates[0] * rates[1] + (1 - rates[0]) * (1 - rates[1])
+        ),
+    }
 
 
 def _summary(
@@ -795,6 +831,7 @@ def _print(settings: Settings, results: dict[str, Any]) -> None:
             ),
             ("dense runs that never answer, training seed", collapsed["training_seed"]),
             ("dense runs that never answer, second seed", collapsed["second_seed"]),
+            *_agreement_rows(results.get("seed_agreement", {})),
             (
                 "runs / median seconds per run",
                 f"{results['runs']} / {results['run_seconds_median']:.1f}",
@@ -802,6 +839,26 @@ def _print(settings: Settings, results: dict[str, Any]) -> None:
             ("wall time, s", results["wall_s"]),
         ],
     )
+
+
+def _agreement_rows(agreement: dict[str, Any]) -> list[tuple[str, Any]]:
+    if "correlation" not in agreement:
+        return []
+    rows: list[tuple[str, Any]] = [
+        (
+            f"{metric}, correlation between the seeds ({agreement['configurations']} configs)",
+            "n/a" if value is None else value,
+        )
+        for metric, value in agreement["correlation"].items()
+    ]
+    rows.append(
+        (
+            "both seeds agree on never answering (by chance at their rates)",
+            f"{agreement['collapse_agreement']:.3f} "
+            f"({agreement['collapse_agreement_by_chance']:.3f})",
+        )
+    )
+    return rows
 
 
 if __name__ == "__main__":

@@ -310,3 +310,25 @@ def test_reuse_refuses_a_file_made_with_other_iterations_or_sources(
 ) -> None:
     with pytest.raises(SystemExit, match=message):
         bench.reusable_trainings(saved_results(tmp_path, **extra), iterations, "f" * 64)
+
+
+def test_seed_agreement_correlates_each_objective_and_compares_collapse_with_chance() -> None:
+    def run(lam: float, score: float, involvement: float, no_answer: float) -> dict[str, Any]:
+        return {
+            "params": {bench.LAMBDA: lam},
+            SCORE: score,
+            INVOLVEMENT: involvement,
+            "eval/no_answer_rate": no_answer,
+        }
+
+    first = [run(0.1, 0.1, 0.01, 0.0), run(0.2, 0.2, 0.02, 0.0), run(0.3, 0.3, 0.03, 1.0)]
+    # The second seed reverses the scores, keeps the involvement, and collapses one more.
+    second = [run(0.3, 0.1, 0.03, 1.0), run(0.2, 0.2, 0.02, 1.0), run(0.1, 0.3, 0.01, 0.0)]
+    second.append(run(0.4, 0.5, 0.05, 0.0))  # trained with the second seed only: left out
+    agreement = bench.seed_agreement(first, second)
+    assert agreement["configurations"] == 3
+    assert agreement["correlation"][SCORE] == pytest.approx(-1.0)
+    assert agreement["correlation"][INVOLVEMENT] == pytest.approx(1.0)
+    # Never answering: (no, no, yes) against (no, yes, yes); by chance 1/3 * 2/3 twice.
+    assert agreement["collapse_agreement"] == pytest.approx(2 / 3)
+    assert agreement["collapse_agreement_by_chance"] == pytest.approx(4 / 9)
